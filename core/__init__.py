@@ -1,0 +1,1 @@
+"""Switchboard: event-driven, serverless orchestration-as-code."""

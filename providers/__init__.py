@@ -1,0 +1,1 @@
+"""Switchboard's own providers; each registers through the `switchboard` entry-point group."""
