@@ -1,0 +1,217 @@
+"""Local queues: `MemoryBroker` (in-process) and `SqliteBroker` (one durable SQLite file).
+
+Both keep the same semantics as the cloud queues: leases, attempt counts, delayed
+delivery and a dead-letter channel after `max_attempts` deliveries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from switchboard.errors import LeaseLost, TooLarge, UnsupportedOperation
+from switchboard.interfaces import Delivery, Queue, QueueCapabilities
+
+MEMORY_CAPABILITIES = QueueCapabilities(
+    max_message_bytes=64 * 1024 * 1024,
+    max_batch=1000,
+    max_delay=365 * 24 * 3600.0,
+    max_lease=24 * 3600.0,
+    native_dead_letter=True,
+)
+
+
+def check_send(queue: Queue, bodies: Sequence[bytes], delay: float) -> None:
+    """Refuse what the queue's capabilities exclude, as the interface requires."""
+    caps = queue.capabilities
+    if len(bodies) > caps.max_batch:
+        raise UnsupportedOperation(
+            f"queue {queue.name!r} takes at most {caps.max_batch} bodies per send, got {len(bodies)}"
+        )
+    if delay > caps.max_delay:
+        raise UnsupportedOperation(
+            f"queue {queue.name!r} delays at most {caps.max_delay}s, asked for {delay}s"
+        )
+    for body in bodies:
+        if len(body) > caps.max_message_bytes:
+            raise TooLarge(
+                f"message of {len(body)} bytes exceeds queue {queue.name!r}'s limit of "
+                f"{caps.max_message_bytes} bytes"
+            )
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    body: bytes
+    attempt: int = 0
+    #: The lease currently out on this message; None while it waits to be delivered.
+    lease: int | None = None
+    reason: str | None = None
+
+
+class MemoryQueue:
+    """One in-memory channel. Thread-safe; `receive` blocks on a condition, not a poll."""
+
+    capabilities = MEMORY_CAPABILITIES
+
+    def __init__(self, name: str, max_attempts: int, *, dead_letters: MemoryQueue | None) -> None:
+        self.name = name
+        self.max_attempts = max_attempts
+        self._dead = dead_letters
+        self._messages: dict[str, _Message] = {}
+        self._ready: deque[str] = deque()
+        # (visible_at, tiebreak, message id, lease or None): delayed sends and live leases.
+        self._timed: list[tuple[float, int, str, int | None]] = []
+        self._tiebreak = itertools.count()
+        self._leases = itertools.count(1)
+        self._cond = threading.Condition()
+
+    # -- the Queue protocol ------------------------------------------------------------------
+
+    def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
+        check_send(self, bodies, delay)
+        with self._cond:
+            for body in bodies:
+                self._add(_Message(uuid.uuid4().hex, bytes(body)), delay)
+            self._cond.notify_all()
+
+    def receive(
+        self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while True:
+                self._promote_due()
+                if self._ready:
+                    return self._take(max_messages, lease)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                next_due = self._timed[0][0] - time.monotonic() if self._timed else remaining
+                self._cond.wait(max(0.0, min(remaining, next_due)))
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for delivery in deliveries:
+                message = self._owned(delivery)
+                if message is not None:
+                    del self._messages[message.id]
+
+    def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        with self._cond:
+            message = self._owned(delivery, strict=True)
+            assert message is not None
+            message.lease = None
+            self._schedule(message, delay)
+            self._cond.notify_all()
+
+    def extend(self, delivery: Delivery, lease: float) -> None:
+        with self._cond:
+            message = self._owned(delivery, strict=True)
+            assert message is not None
+            message.lease = next(self._leases)
+            self._push_timed(time.monotonic() + lease, message.id, message.lease)
+            # The delivery's handle must follow the lease it now holds.
+            handle: list[int] = delivery.handle
+            handle[0] = message.lease
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._cond:
+            message = self._owned(delivery, strict=True)
+            assert message is not None
+            del self._messages[message.id]
+        self._to_dead_letters(message, reason)
+
+    def dead_letters(self) -> Queue:
+        if self._dead is None:
+            raise UnsupportedOperation(f"{self.name!r} is itself a dead-letter channel")
+        return self._dead
+
+    def close(self) -> None:
+        pass
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _add(self, message: _Message, delay: float) -> None:
+        self._messages[message.id] = message
+        self._schedule(message, delay)
+
+    def _schedule(self, message: _Message, delay: float) -> None:
+        if delay > 0:
+            self._push_timed(time.monotonic() + delay, message.id, None)
+        else:
+            self._ready.append(message.id)
+
+    def _push_timed(self, at: float, message_id: str, lease: int | None) -> None:
+        heapq.heappush(self._timed, (at, next(self._tiebreak), message_id, lease))
+
+    def _promote_due(self) -> None:
+        now = time.monotonic()
+        while self._timed and self._timed[0][0] <= now:
+            _, _, message_id, lease = heapq.heappop(self._timed)
+            message = self._messages.get(message_id)
+            # Stale entries (acked, re-leased, released) are skipped lazily.
+            if message is not None and message.lease == lease:
+                message.lease = None
+                self._ready.append(message_id)
+
+    def _take(self, max_messages: int, lease: float) -> list[Delivery]:
+        taken: list[Delivery] = []
+        now = time.monotonic()
+        while self._ready and len(taken) < max_messages:
+            message = self._messages.get(self._ready.popleft())
+            if message is None or message.lease is not None:
+                continue
+            if message.attempt >= self.max_attempts and self._dead is not None:
+                del self._messages[message.id]
+                self._to_dead_letters(message, f"delivered {message.attempt} times")
+                continue
+            message.attempt += 1
+            message.lease = next(self._leases)
+            self._push_timed(now + lease, message.id, message.lease)
+            taken.append(
+                Delivery(message.body, message.id, message.attempt, [message.lease], message.reason)
+            )
+        return taken
+
+    def _owned(self, delivery: Delivery, *, strict: bool = False) -> _Message | None:
+        message = self._messages.get(delivery.id)
+        if message is None or message.lease != delivery.handle[0]:
+            if strict:
+                raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")
+            return None
+        return message
+
+    def _to_dead_letters(self, message: _Message, reason: str) -> None:
+        assert self._dead is not None
+        with self._dead._cond:
+            self._dead._add(_Message(message.id, message.body, reason=reason), 0.0)
+            self._dead._cond.notify_all()
+
+
+class MemoryBroker:
+    """Queues living in this process only; gone when it exits."""
+
+    capabilities = MEMORY_CAPABILITIES
+
+    def __init__(self) -> None:
+        self._queues: dict[str, MemoryQueue] = {}
+        self._lock = threading.Lock()
+
+    def queue(self, name: str, *, max_attempts: int = 5) -> MemoryQueue:
+        with self._lock:
+            queue = self._queues.get(name)
+            if queue is None:
+                dead = MemoryQueue(f"{name}-dlq", 2**31, dead_letters=None)
+                queue = self._queues[name] = MemoryQueue(name, max_attempts, dead_letters=dead)
+            return queue
+
+    def close(self) -> None:
+        pass

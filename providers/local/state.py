@@ -1,0 +1,128 @@
+"""Local state stores: `MemoryStateStore` (in-process) and `SqliteStateStore` (durable)."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+
+from switchboard.errors import Conflict, TooLarge, UnsupportedOperation
+from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
+
+MEMORY_STATE_CAPABILITIES = StateCapabilities(
+    max_value_bytes=64 * 1024 * 1024, max_key_bytes=4096, ttl=True
+)
+
+
+def check_write(capabilities: StateCapabilities, key: str, value: bytes, ttl: float | None) -> None:
+    """Refuse what the store's capabilities exclude, as the interface requires."""
+    if len(value) > capabilities.max_value_bytes:
+        raise TooLarge(
+            f"value of {len(value)} bytes exceeds the store's limit of "
+            f"{capabilities.max_value_bytes} bytes"
+        )
+    if len(key.encode()) > capabilities.max_key_bytes:
+        raise TooLarge(f"key of {len(key.encode())} bytes exceeds {capabilities.max_key_bytes}")
+    if ttl is not None and not capabilities.ttl:
+        raise UnsupportedOperation("this state store does not support ttl")
+
+
+def check_expectation(current: str | None, expect: Expect | str, partition: str, key: str) -> None:
+    """Raise `Conflict` unless a record whose version is `current` meets `expect`."""
+    if expect is ANY:
+        return
+    if expect is ABSENT:
+        if current is not None:
+            raise Conflict(f"{partition}/{key} already exists")
+        return
+    if current != expect:
+        raise Conflict(f"{partition}/{key} is at version {current}, expected {expect}")
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: bytes
+    version: str
+    expires: float | None
+
+
+class MemoryStateStore:
+    """Records in dictionaries, with one sorted key list per partition for scans."""
+
+    capabilities = MEMORY_STATE_CAPABILITIES
+
+    def __init__(self) -> None:
+        self._partitions: dict[str, tuple[list[str], dict[str, _Entry]]] = {}
+        self._versions = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def get(self, partition: str, key: str) -> Record | None:
+        with self._lock:
+            entry = self._live(partition, key)
+            return None if entry is None else Record(key, entry.value, entry.version)
+
+    def put(
+        self,
+        partition: str,
+        key: str,
+        value: bytes,
+        *,
+        expect: Expect | str = ANY,
+        ttl: float | None = None,
+    ) -> str:
+        check_write(self.capabilities, key, value, ttl)
+        with self._lock:
+            current = self._live(partition, key)
+            check_expectation(current and current.version, expect, partition, key)
+            keys, entries = self._partitions.setdefault(partition, ([], {}))
+            if key not in entries:
+                bisect.insort(keys, key)
+            version = str(next(self._versions))
+            expires = time.time() + ttl if ttl is not None else None
+            entries[key] = _Entry(bytes(value), version, expires)
+            return version
+
+    def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:
+        with self._lock:
+            current = self._live(partition, key)
+            check_expectation(current and current.version, expect, partition, key)
+            if current is not None:
+                self._remove(partition, key)
+
+    def scan(
+        self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        with self._lock:
+            keys, entries = self._partitions.get(partition, ([], {}))
+            if cursor is None:
+                index = bisect.bisect_left(keys, prefix)
+            else:
+                index = bisect.bisect_right(keys, cursor)
+            records: list[Record] = []
+            now = time.time()
+            while index < len(keys) and keys[index].startswith(prefix):
+                entry = entries[keys[index]]
+                if entry.expires is None or entry.expires > now:
+                    if len(records) == limit:
+                        return Page(records, records[-1].key)
+                    records.append(Record(keys[index], entry.value, entry.version))
+                index += 1
+            return Page(records, None)
+
+    def close(self) -> None:
+        pass
+
+    def _live(self, partition: str, key: str) -> _Entry | None:
+        _, entries = self._partitions.get(partition, ([], {}))
+        entry = entries.get(key)
+        if entry is not None and entry.expires is not None and entry.expires <= time.time():
+            self._remove(partition, key)
+            return None
+        return entry
+
+    def _remove(self, partition: str, key: str) -> None:
+        keys, entries = self._partitions[partition]
+        del entries[key]
+        del keys[bisect.bisect_left(keys, key)]
