@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from switchboard.hookspecs import hookimpl
-from switchboard.interfaces import Broker, ProviderSpec, StateStore
+from switchboard.interfaces import Broker, Executor, ExecutorHost, ProviderSpec, StateStore
 from switchboard.providers.local.config import LocalConfig
 
 
@@ -24,6 +24,21 @@ def _state(config: LocalConfig) -> StateStore:
     return MemoryStateStore()
 
 
+def _default_executor(config: LocalConfig, host: ExecutorHost) -> Executor:
+    """Threads in memory; the durable tasks queue when state is durable too."""
+    if config.path is not None:
+        from switchboard.executors import queue_executor
+
+        return queue_executor(config, host)
+    return _threads(config, host)
+
+
+def _threads(config: LocalConfig, host: ExecutorHost) -> Executor:
+    from switchboard.providers.local.executor import ThreadExecutor
+
+    return ThreadExecutor(host)
+
+
 @hookimpl
 def switchboard_providers() -> Sequence[ProviderSpec]:
     return [
@@ -33,5 +48,6 @@ def switchboard_providers() -> Sequence[ProviderSpec]:
             config=LocalConfig,
             broker=_broker,
             state=_state,
+            executors={"default": _default_executor, "threads": _threads},
         )
     ]

@@ -1,0 +1,168 @@
+"""`Client`: start runs and ask about them; the same API over every provider."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import TracebackType
+from typing import Any
+
+from switchboard import history, wire
+from switchboard.app import Workflow
+from switchboard.errors import (
+    Conflict,
+    NotFound,
+    RunFailed,
+    TokenAlreadyUsed,
+    WaitTimeout,
+)
+from switchboard.execution import failure
+from switchboard.interfaces import ABSENT
+from switchboard.runtime import Runtime
+from switchboard.status import TERMINAL, HistoryEvent, RunStatus
+from switchboard.tokens import TokenClaims
+
+
+class Client:
+    """Returned by `sb.local` and `sb.connect`; a context manager that closes the runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.app = runtime.app
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start(self, workflow: str | Workflow[..., Any], /, *args: Any, run_id: str | None = None, **kwargs: Any) -> str:
+        """Start a run of `workflow` with the given input and return its run id.
+
+        Starting again with the same `run_id` and the same input is harmless (the run is
+        started once); the same id with different input raises `Conflict`.
+        """
+        name = workflow if isinstance(workflow, str) else workflow.name
+        self.app.get_workflow(name)
+        data = wire.dumps({"args": list(args), "kwargs": kwargs}, what=f"the input of workflow {name!r}")
+        run_id = run_id or wire.new_id()
+        now = time.time()
+        created = {"e": "run.created", "app": self.app.name, "workflow": name, "input": json.loads(data)}
+        entry = {"v": wire.VERSION, "n": 0, "at": now, "consumed": [], "events": [created]}
+        try:
+            self.runtime.blobs.put_record(run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT)
+            self.runtime.index.create(run_id, name, now)
+        except Conflict:
+            existing = next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
+            first = existing["events"][0]
+            if (first.get("workflow"), first.get("input")) != (name, created["input"]):
+                raise Conflict(f"run id {run_id!r} is already used by another run") from None
+        self.runtime.report(wire.envelope(wire.RUN_START, app=self.app.name, run=run_id))
+        return run_id
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        """Wait for the run to finish and return its status.
+
+        Raises `RunFailed` (carrying the status) if it failed or was cancelled, and
+        `WaitTimeout` if `timeout` seconds pass first (the run goes on).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        notice = self.runtime.watch(run_id)
+        try:
+            delay = 0.01
+            while True:
+                entry = self.runtime.index.get(run_id)
+                if entry is None:
+                    raise NotFound(f"no run with id {run_id!r}")
+                if entry["status"] in TERMINAL:
+                    status = self.status(run_id)
+                    if status.status in TERMINAL:
+                        break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(f"run {run_id} did not finish within {timeout}s")
+                notice.wait(delay if remaining is None else min(delay, remaining))
+                notice.clear()
+                delay = min(delay * 2, 1.0)
+        finally:
+            self.runtime.unwatch(run_id, notice)
+        if status.status != "completed":
+            raise RunFailed(status)
+        return status
+
+    def status(self, run_id: str) -> RunStatus:
+        """The run's workflow, status, unfinished steps, error, output and times."""
+        view = history.load(self.runtime.blobs, self.runtime.store, run_id)
+        if not view.exists:
+            raise NotFound(f"no run with id {run_id!r}")
+        return view.to_status()
+
+    def list(self, workflow: str | None = None, status: str | None = None) -> list[RunStatus]:
+        """Runs of this app, oldest first, optionally filtered (from the run index)."""
+        return [
+            RunStatus(run_id=entry["run_id"], workflow=entry["workflow"], status=entry["status"],
+                      created=entry["created"], updated=entry["updated"])
+            for entry in self.runtime.index.list()
+            if (workflow is None or entry["workflow"] == workflow)
+            and (status is None or entry["status"] == status)
+        ]
+
+    def history(self, run_id: str) -> list[HistoryEvent]:
+        """Every recorded event of the run, in order."""
+        events = history.events(self.runtime.blobs, self.runtime.store, run_id)
+        if not events:
+            raise NotFound(f"no run with id {run_id!r}")
+        return events
+
+    def cancel(self, run_id: str, reason: str = "cancelled by client") -> None:
+        """Ask the run to stop; its status becomes `cancelled` (running tasks finish unseen)."""
+        self._require(run_id)
+        self.runtime.report(wire.envelope(wire.RUN_CANCEL, app=self.app.name, run=run_id, reason=reason))
+
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send an event to the run; `ctx.wait_for_event(name)` returns `payload`."""
+        self._require(run_id)
+        message = wire.envelope(wire.RUN_SIGNAL, app=self.app.name, run=run_id, name=name, payload=payload)
+        wire.dumps(message, what=f"the payload of signal {name!r}")
+        self.runtime.report(message)
+
+    # -- tasks finished from outside ----------------------------------------------------------
+
+    def complete(self, token: str, result: Any = None) -> None:
+        """Finish a task that returned `sb.pending()`, with `result`.
+
+        Raises `InvalidToken` for a forged token and `TokenAlreadyUsed` for a used one.
+        """
+        _, value = wire.roundtrip(result, what="the task result")
+        self._finish(token, {"outcome": "ok", "result": value})
+
+    def fail(self, token: str, error: str | BaseException, *, retryable: bool = False) -> None:
+        """Fail a task that returned `sb.pending()`; with `retryable`, its retries apply."""
+        exc = error if isinstance(error, BaseException) else RuntimeError(error)
+        self._finish(token, {"outcome": "error", "error": failure(exc, retryable=retryable)})
+
+    def _finish(self, token: str, fields: dict[str, Any]) -> None:
+        claims: TokenClaims = self.runtime.signer.verify(token, self.app.name)
+        marker = f"t/{claims.seq:010d}.{claims.attempt}"
+        try:
+            self.runtime.store.put(claims.run, marker, b"", expect=ABSENT)
+        except Conflict:
+            raise TokenAlreadyUsed(
+                f"the token for step {claims.seq} (attempt {claims.attempt}) of run "
+                f"{claims.run} was already used"
+            ) from None
+        self.runtime.report(wire.envelope(
+            wire.TASK_RESULT, app=self.app.name, run=claims.run, seq=claims.seq,
+            attempt=claims.attempt, task=claims.task, **fields,
+        ))
+
+    def _require(self, run_id: str) -> None:
+        if self.runtime.index.get(run_id) is None:
+            raise NotFound(f"no run with id {run_id!r}")

@@ -1,0 +1,154 @@
+"""What workflow and task code sees: `Context`, `Step`, `current_task()`, `pending()`.
+
+Workflow code must be deterministic: given the same recorded outcomes it must make the
+same calls in the same order. Everything that varies (task results, signals, timers)
+comes in through the verbs here and is recorded, so replay reproduces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+if TYPE_CHECKING:
+    from switchboard.app import Task
+    from switchboard.engine import RunDriver
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_workflow: ContextVar[Context | None] = ContextVar("switchboard_workflow", default=None)
+_task: ContextVar[TaskContext | None] = ContextVar("switchboard_task", default=None)
+
+
+class Step(Generic[R]):
+    """A scheduled step of a workflow. `result()` waits for its recorded outcome."""
+
+    def __init__(self, driver: RunDriver, seq: int) -> None:
+        self._driver = driver
+        self.seq = seq
+
+    def result(self) -> R:
+        """The step's result; raises `TaskFailed` (or `EventTimeout`) if it failed."""
+        value: R = self._driver.result_of(self.seq)
+        return value
+
+    @property
+    def done(self) -> bool:
+        return self._driver.is_done(self.seq)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.seq}>"
+
+
+class Context:
+    """Given to every workflow function as its first argument."""
+
+    def __init__(self, driver: RunDriver, run_id: str, workflow: str) -> None:
+        self._driver = driver
+        self.run_id = run_id
+        self.workflow = workflow
+        #: Per-run shared state. Tasks see a snapshot taken when they are scheduled
+        #: (`current_task().cache`); their changes reach it when the workflow takes
+        #: their result, so replay rebuilds it exactly.
+        self.cache: dict[str, Any] = {}
+
+    @overload
+    def call(self, task: Task[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Step[R]: ...
+
+    @overload
+    def call(self, task: str, /, *args: Any, **kwargs: Any) -> Step[Any]: ...
+
+    def call(self, task: Task[Any, Any] | str, /, *args: Any, **kwargs: Any) -> Step[Any]:
+        """Schedule a task (by object or name) without waiting; returns its `Step`."""
+        name = task if isinstance(task, str) else task.name
+        return Step(self._driver, self._driver.schedule_task(name, args, kwargs))
+
+    def parallel(self, *steps: Step[Any]) -> list[Any]:
+        """Wait for every step, then return their results in order (or raise the first
+        failure, in order)."""
+        self._driver.wait_all([step.seq for step in steps])
+        return [step.result() for step in steps]
+
+    def sleep(self, seconds: float) -> None:
+        """Pause the workflow durably: nothing runs meanwhile, and a restart resumes it."""
+        seq = self._driver.schedule_sleep(float(seconds))
+        self._driver.result_of(seq)
+
+    def wait_for_event(self, name: str, *, timeout: float | None = None) -> Any:
+        """Wait for `client.signal(run_id, name, payload)` and return its payload.
+
+        A signal sent before the workflow gets here is kept and taken here. Raises
+        `EventTimeout` when `timeout` seconds pass first.
+        """
+        return self._driver.result_of(self._driver.schedule_event(name, timeout))
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a running task knows about itself (`sb.current_task()`)."""
+
+    run_id: str
+    task: str
+    step: int
+    attempt: int
+    #: Hand this to whoever finishes the task later (`client.complete(token, result)`).
+    token: str
+    #: The same for every attempt of this step: use it to make side effects idempotent.
+    idempotency_key: str
+    #: A copy of the run's cache; changes are sent back with the result.
+    cache: dict[str, Any]
+
+
+class Pending:
+    """Returned by a task to say "someone else finishes this" (see `pending()`)."""
+
+    _instance: Pending | None = None
+
+    def __new__(cls) -> Pending:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "switchboard.pending()"
+
+
+def pending() -> Any:
+    """Return this from a task whose outcome comes later, through
+    `client.complete(token, result)` or `client.fail(token, error)`."""
+    return Pending()
+
+
+def current_task() -> TaskContext:
+    """The running task's context; raises `RuntimeError` outside a task."""
+    ctx = _task.get()
+    if ctx is None:
+        raise RuntimeError("current_task() is only available while a task runs")
+    return ctx
+
+
+def current_workflow() -> Context | None:
+    """The workflow context of this thread, or None outside a running workflow."""
+    return _workflow.get()
+
+
+def run_in_workflow(ctx: Context, fn: Callable[[], R]) -> R:
+    token = _workflow.set(ctx)
+    try:
+        return fn()
+    finally:
+        _workflow.reset(token)
+
+
+def run_in_task(ctx: TaskContext, fn: Callable[[], R]) -> R:
+    """Run `fn` as a task: `current_task()` answers and task calls are plain calls."""
+    task_token = _task.set(ctx)
+    workflow_token = _workflow.set(None)
+    try:
+        return fn()
+    finally:
+        _workflow.reset(workflow_token)
+        _task.reset(task_token)

@@ -1,0 +1,675 @@
+"""The replay runtime: turns messages from the invocations queue into recorded progress.
+
+Read this top to bottom:
+
+1. `Engine.handle(delivery)` decodes a message and routes it to the `RunDriver` of its run,
+   returning a future that says how to settle the delivery (ack, release, dead-letter).
+2. A `RunDriver` owns one live run in this process, on its own thread. On a cache miss it
+   loads the run's history (one scan) and replays the workflow function: calls whose
+   outcome is recorded return at once. At the first call without an outcome the workflow
+   *waits inside the call*: the driver commits what it decided (one history entry),
+   dispatches new steps, settles the deliveries it holds, and blocks for the next message.
+   The function is not re-run for every event, so a long chain costs the same per step
+   as a short one; replay happens only when a run is loaded afresh.
+3. A lone awaited task may run *inline* on the driver's thread (when this process runs
+   tasks): its outcome is committed together with the next decision, one write per step.
+   The delivery that woke the run stays held (unsettled, its lease extended by the worker)
+   until everything outstanding is durable, so a crash mid-task redelivers it.
+
+Guarantees, and where they come from:
+- each outcome is recorded once: history entries are written with `expect=ABSENT`, and a
+  driver appends only what its complete view of the history allows;
+- duplicates are harmless: message ids are recorded as consumed; a result for a step that
+  is no longer open, or for another attempt, changes nothing;
+- a crash loses nothing: deliveries are settled only after their effects are committed
+  and dispatched; a redelivered message that was already consumed makes the driver
+  re-dispatch every open step (tasks run at least once; outcomes are still recorded once);
+- replay is checked: each step records its kind, name and input digest, and a mismatch
+  raises `NonDeterminismError` naming the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from switchboard import history, wire
+from switchboard.app import App
+from switchboard.context import Context, run_in_workflow
+from switchboard.errors import (
+    Conflict,
+    EventTimeout,
+    MalformedMessage,
+    NonDeterminismError,
+    SerializationError,
+    TaskFailed,
+    TransientProviderError,
+    UnknownName,
+    describe,
+)
+from switchboard.execution import Invocation, Outcome, apply_cache_delta, execute, failure
+from switchboard.history import (
+    BACKOFF,
+    COMPLETED,
+    EVENT,
+    PENDING,
+    SCHEDULED,
+    SLEEP,
+    TASK,
+    RunView,
+    StepState,
+)
+from switchboard.index import RunIndex
+from switchboard.interfaces import ABSENT, Delivery, Executor, Queue, StateStore
+from switchboard.tokens import Signer, TokenClaims
+
+log = logging.getLogger("switchboard.engine")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What the receiver of a delivery should do with it."""
+
+    action: str  # "ack", "release" or "dead"
+    delay: float = 0.0
+    reason: str = ""
+
+
+ACK = Settlement("ack")
+
+
+class _Stop(BaseException):
+    """Unwinds a driver's workflow thread: evicted, stale, or shutting down."""
+
+
+class _Cancelled(BaseException):
+    """Unwinds a workflow whose run was cancelled."""
+
+
+@dataclass(slots=True)
+class _Inbound:
+    message: wire.Message | None  # None asks the driver to stop
+    future: Future[Settlement] | None
+
+
+_STOP = _Inbound(None, None)
+
+
+class Engine:
+    """Processes invocation messages for one app, keeping live runs in memory."""
+
+    def __init__(
+        self,
+        app: App,
+        store: StateStore,
+        blobs: wire.Blobs,
+        invocations: Queue,
+        executor: Executor,
+        signer: Signer,
+        index: RunIndex,
+        *,
+        inline_tasks: bool = True,
+        idle_seconds: float = 60.0,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.blobs = blobs
+        self.invocations = invocations
+        self.executor = executor
+        self.signer = signer
+        self.index = index
+        self.inline_tasks = inline_tasks
+        self.idle_seconds = idle_seconds
+        self.on_finished = on_finished
+        self._drivers: dict[str, RunDriver] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> Future[Settlement]:
+        """Accept one delivery from the invocations queue; the future says how to settle it
+        once its effects are recorded (or that it is malformed and must be dead-lettered)."""
+        future: Future[Settlement] = Future()
+        try:
+            message = wire.decode(delivery.body, self.blobs)
+            if message.app != self.app.name:
+                raise MalformedMessage(
+                    f"message for app {message.app!r} reached app {self.app.name!r}"
+                )
+            if message.kind in (wire.TASK_INVOKE,):
+                raise MalformedMessage(f"{message.kind} does not belong on the invocations queue")
+        except MalformedMessage as exc:
+            log.warning("dead-lettering message %s: %s", delivery.id, exc)
+            future.set_result(Settlement("dead", reason=str(exc)))
+            return future
+        if message.kind == wire.TIMER_FIRED and self._postpone(message):
+            future.set_result(ACK)
+            return future
+        self._route(message.run, _Inbound(message, future))
+        return future
+
+    def _postpone(self, message: wire.Message) -> bool:
+        """A timer longer than the queue's maximum delay travels in hops: re-send it."""
+        remaining = float(message["due"]) - time.time()
+        if remaining <= 0.05:
+            return False
+        body = {"v": wire.VERSION, "kind": message.kind, "id": message.id, "app": message.app,
+                "run": message.run, **message.fields}
+        self.send_timer(body, remaining)
+        return True
+
+    def send_timer(self, body: dict[str, Any], delay: float) -> None:
+        caps = self.invocations.capabilities
+        encoded = wire.encode(body, caps.max_message_bytes, self.blobs)
+        retrying(lambda: self.invocations.send([encoded], delay=max(0.0, min(delay, caps.max_delay))))
+
+    def _route(self, run_id: str, inbound: _Inbound) -> None:
+        with self._lock:
+            driver = self._drivers.get(run_id)
+            fresh = driver is None
+            if driver is None:
+                driver = self._drivers[run_id] = RunDriver(self, run_id)
+            driver.inbox.put(inbound)
+        if fresh:
+            driver.start()
+
+    # -- driver lifecycle --------------------------------------------------------------------
+
+    def _retire(self, driver: RunDriver) -> bool:
+        """Forget a driver, unless messages are waiting in its inbox."""
+        with self._lock:
+            if not driver.inbox.empty():
+                return False
+            if self._drivers.get(driver.run_id) is driver:
+                del self._drivers[driver.run_id]
+            return True
+
+    def _replace(self, driver: RunDriver, carried: list[_Inbound]) -> None:
+        """Hand a stale driver's messages to a fresh one that reloads the run."""
+        with self._lock:
+            successor = RunDriver(self, driver.run_id, redispatch=True)
+            for inbound in carried:
+                successor.inbox.put(inbound)
+            while True:
+                try:
+                    successor.inbox.put(driver.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self._drivers[driver.run_id] = successor
+        successor.start()
+
+    @property
+    def live_runs(self) -> int:
+        with self._lock:
+            return len(self._drivers)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every driver at its next wait point; unsettled deliveries are released."""
+        with self._lock:
+            self._closed = True
+            drivers = list(self._drivers.values())
+        for driver in drivers:
+            driver.inbox.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for driver in drivers:
+            driver.join(max(0.0, deadline - time.monotonic()))
+
+
+def retrying(operation: Callable[[], T], *, attempts: int = 8, first_delay: float = 0.05) -> T:
+    """Run a provider operation, retrying `TransientProviderError` with capped backoff."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except TransientProviderError:
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+class RunDriver:
+    """One live run: its view of the history and the thread its workflow runs on."""
+
+    def __init__(self, engine: Engine, run_id: str, *, redispatch: bool = False) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
+        self.view = RunView(run_id)
+        self.ctx: Context | None = None
+        self._thread = threading.Thread(target=self._main, name=f"run-{run_id}", daemon=True)
+        self._redispatch = redispatch
+        self._held: list[_Inbound] = []
+        self._pending: list[dict[str, Any]] = []
+        self._pending_consumed: list[str] = []
+        self._to_dispatch: list[int] = []
+        self._timers: list[dict[str, Any]] = []
+        self._next_seq = 0
+        self._taken: set[int] = set()
+        self._indexed_status = ""
+        self._cancelled = False
+        self._nondeterminism: NonDeterminismError | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        leftover = ACK  # how to settle messages that arrive after the run is over
+        try:
+            self.view = retrying(
+                lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
+            )
+            self._indexed_status = self.view.live_status()
+            if not self.view.exists:
+                leftover = Settlement("dead", reason=f"no run with id {self.run_id!r}")
+            elif self.view.workflow not in self.engine.app.workflows:
+                known = ", ".join(sorted(self.engine.app.workflows)) or "none"
+                leftover = Settlement(
+                    "dead",
+                    reason=f"app {self.engine.app.name!r} has no workflow "
+                    f"{self.view.workflow!r} (known: {known}); deploy it and redrive",
+                )
+            else:
+                if not self.view.done:
+                    self._run_workflow()
+                self._flush(settle=True)
+                if self.engine.on_finished is not None:
+                    self.engine.on_finished(self.run_id)
+        except _Stop:
+            leftover = Settlement("release")
+        except Exception:  # noqa: BLE001 - a provider outage or a bug: retry the messages later
+            log.exception("run %s: engine error; its messages will be retried", self.run_id)
+            leftover = Settlement("release", delay=5.0)
+        finally:
+            while True:
+                self._settle_all(leftover)
+                if self.engine._retire(self):
+                    break
+
+    def _run_workflow(self) -> None:
+        workflow = self.engine.app.get_workflow(self.view.workflow)
+        ctx = self.ctx = Context(self, self.run_id, workflow.name)
+        args, kwargs = self.view.input.get("args", []), self.view.input.get("kwargs", {})
+        try:
+            self._take_inbox(block=False)
+            if self.view.status == "pending":
+                self._add({"e": "run.started"})
+            output = run_in_workflow(ctx, lambda: workflow.fn(ctx, *args, **kwargs))
+            if self._nondeterminism is not None:
+                raise self._nondeterminism
+            _, output = wire.roundtrip(output, what=f"the output of workflow {workflow.name!r}")
+            self._add({"e": "run.completed", "output": output})
+        except _Cancelled:
+            pass
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the workflow's failure is the run's outcome
+            self._add({"e": "run.failed", "error": describe(self._nondeterminism or exc)})
+
+    # -- what the workflow calls (on this thread) ---------------------------------------------
+
+    def schedule_task(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        seq = self._claim_seq()
+        encoded = wire.dumps({"args": list(args), "kwargs": kwargs}, what=f"the input of task {name!r}")
+        fingerprint = wire.digest(encoded)
+        step = self.view.steps.get(seq)
+        if step is not None:
+            self._check(step, TASK, name, fingerprint)
+        else:
+            self.engine.app.get_task(name)
+            self._add({"e": "step.scheduled", "seq": seq, "kind": TASK, "name": name,
+                       "digest": fingerprint, "input": json.loads(encoded)})
+            step = self.view.steps[seq]
+            self._to_dispatch.append(seq)
+        assert self.ctx is not None
+        step.cache = json.loads(wire.dumps(self.ctx.cache, what="the run's cache"))
+        return seq
+
+    def schedule_sleep(self, seconds: float) -> int:
+        seq = self._claim_seq()
+        fingerprint = wire.digest(wire.dumps(["sleep", seconds]))
+        step = self.view.steps.get(seq)
+        if step is not None:
+            self._check(step, SLEEP, "sleep", fingerprint)
+            return seq
+        due = time.time() + seconds
+        self._add({"e": "step.scheduled", "seq": seq, "kind": SLEEP, "name": "sleep",
+                   "digest": fingerprint, "due": due})
+        self._timer("sleep", seq, 1, due)
+        return seq
+
+    def schedule_event(self, name: str, timeout: float | None) -> int:
+        seq = self._claim_seq()
+        fingerprint = wire.digest(wire.dumps(["event", name, timeout]))
+        step = self.view.steps.get(seq)
+        if step is not None:
+            self._check(step, EVENT, name, fingerprint)
+            return seq
+        due = time.time() + timeout if timeout is not None else None
+        self._add({"e": "step.scheduled", "seq": seq, "kind": EVENT, "name": name,
+                   "digest": fingerprint, "timeout": timeout, "due": due})
+        buffered = next((s for s in self.view.signals if s["name"] == name), None)
+        if buffered is not None:
+            self._add({"e": "step.completed", "seq": seq, "attempt": 1,
+                       "result": buffered["payload"], "signal": buffered["id"]})
+        elif due is not None:
+            self._timer("event-timeout", seq, 1, due)
+        return seq
+
+    def is_done(self, seq: int) -> bool:
+        return not self.view.steps[seq].open
+
+    def wait_all(self, seqs: list[int]) -> None:
+        self._wait_until(seqs)
+
+    def result_of(self, seq: int) -> Any:
+        self._wait_until([seq])
+        step = self.view.steps[seq]
+        if seq not in self._taken:
+            self._taken.add(seq)
+            assert self.ctx is not None
+            apply_cache_delta(self.ctx.cache, step.cache_delta)
+        if step.status == COMPLETED:
+            return step.result
+        error = step.error or {}
+        if step.kind == EVENT:
+            raise EventTimeout(error.get("message", f"event {step.name!r} timed out"))
+        raise TaskFailed(step.name, error.get("type", "Error"), error.get("message", ""),
+                         error.get("traceback", ""))
+
+    def _claim_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def _check(self, step: StepState, kind: str, name: str, fingerprint: str) -> None:
+        if (step.kind, step.name, step.digest) != (kind, name, fingerprint):
+            error = NonDeterminismError(
+                f"run {self.run_id} step {step.seq}: the history records {step.kind} "
+                f"{step.name!r} (input digest {step.digest}), but the workflow now calls "
+                f"{kind} {name!r} (input digest {fingerprint})"
+            )
+            # Kept even if workflow code swallows it: the run must not continue silently.
+            self._nondeterminism = self._nondeterminism or error
+            raise error
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _wait_until(self, seqs: list[int]) -> None:
+        steps = self.view.steps
+        while any(steps[seq].open for seq in seqs):
+            inline = self._inline_candidate(seqs)
+            self._flush(settle=inline is None)
+            if inline is not None:
+                self._run_inline(inline)
+            else:
+                self._take_inbox(block=True)
+
+    def _inline_candidate(self, seqs: list[int]) -> StepState | None:
+        if not self.engine.inline_tasks:
+            return None
+        waiting = [self.view.steps[seq] for seq in seqs if self.view.steps[seq].open]
+        if len(waiting) != 1 or waiting[0].seq not in self._to_dispatch:
+            return None
+        step = waiting[0]
+        task = self.engine.app.tasks.get(step.name)
+        # A timeout needs an interruptible runner: such tasks go through the executor.
+        if task is None or task.timeout is not None:
+            return None
+        self._to_dispatch.remove(step.seq)
+        return step
+
+    def _run_inline(self, step: StepState) -> None:
+        invocation = self._invocation(step)
+        self._record_outcome(step, execute(self.engine.app, invocation))
+
+    def _take_inbox(self, *, block: bool) -> None:
+        """Apply waiting messages; with `block`, wait for at least one first."""
+        if block:
+            while True:
+                try:
+                    inbound = self.inbox.get(timeout=self.engine.idle_seconds)
+                    break
+                except queue.Empty:
+                    if not self._held and not self._pending and self.engine._retire(self):
+                        raise _Stop from None
+            self._apply(inbound)
+        while True:
+            try:
+                inbound = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(inbound)
+        if self._cancelled:
+            raise _Cancelled
+
+    # -- applying messages -----------------------------------------------------------------
+
+    def _apply(self, inbound: _Inbound) -> None:
+        message = inbound.message
+        if message is None:
+            raise _Stop
+        if inbound.future is not None:
+            self._held.append(inbound)
+        if message.id in self.view.consumed:
+            if message.id not in self._pending_consumed:
+                # Redelivered after its effects were recorded: the crash may have come
+                # before dispatch, so hand every open step out again.
+                self._redispatch = True
+            return
+        self.view.consumed.add(message.id)
+        self._pending_consumed.append(message.id)
+        if self.view.done:
+            return
+        kind = message.kind
+        if kind == wire.TASK_RESULT:
+            self._on_result(message)
+        elif kind == wire.TIMER_FIRED:
+            self._on_timer(message)
+        elif kind == wire.RUN_SIGNAL:
+            self._on_signal(message)
+        elif kind == wire.RUN_CANCEL:
+            self._add({"e": "run.cancelled", "reason": str(message.get("reason", ""))})
+            self._cancelled = True
+
+    def _on_result(self, message: wire.Message) -> None:
+        step = self.view.steps.get(message["seq"])
+        if (
+            step is None
+            or step.kind != TASK
+            or step.name != message["task"]
+            or not step.open
+            or step.attempt != message["attempt"]
+            or step.status == BACKOFF
+        ):
+            return  # stale or duplicate: that attempt's outcome no longer matters
+        self._record_outcome(step, Outcome.from_message(message))
+
+    def _on_timer(self, message: wire.Message) -> None:
+        step = self.view.steps.get(message["seq"])
+        if step is None or not step.open:
+            return
+        purpose, attempt = message["purpose"], message["attempt"]
+        if purpose == "sleep" and step.kind == SLEEP:
+            self._add({"e": "step.completed", "seq": step.seq, "attempt": 1})
+        elif purpose == "retry" and step.status == BACKOFF and step.attempt == attempt - 1:
+            self._add({"e": "step.dispatched", "seq": step.seq, "attempt": attempt})
+            self._to_dispatch.append(step.seq)
+        elif (
+            purpose == "timeout"
+            and step.kind == TASK
+            and step.attempt == attempt
+            and step.status in (SCHEDULED, PENDING)
+        ):
+            timeout = TimeoutError(f"task {step.name!r} attempt {attempt} timed out")
+            self._record_outcome(step, Outcome("error", error=failure(timeout, retryable=True)))
+        elif purpose == "event-timeout" and step.kind == EVENT:
+            timed_out = EventTimeout(f"no {step.name!r} event within {step.timeout}s")
+            self._add({"e": "step.failed", "seq": step.seq, "attempt": 1,
+                       "error": failure(timed_out, retryable=False)})
+
+    def _on_signal(self, message: wire.Message) -> None:
+        name = message["name"]
+        self._add({"e": "signal.received", "id": message.id, "name": name,
+                   "payload": message.get("payload")})
+        waiting = [s for s in self.view.steps.values() if s.kind == EVENT and s.open and s.name == name]
+        if waiting:
+            step = min(waiting, key=lambda s: s.seq)
+            self._add({"e": "step.completed", "seq": step.seq, "attempt": 1,
+                       "result": message.get("payload"), "signal": message.id})
+
+    def _record_outcome(self, step: StepState, outcome: Outcome) -> None:
+        base = {"seq": step.seq, "attempt": step.attempt}
+        if outcome.outcome == "pending":
+            if step.status == SCHEDULED:
+                self._add({"e": "step.pending", **base})
+            return
+        if outcome.outcome == "ok":
+            event = {"e": "step.completed", **base, "result": outcome.result}
+            if outcome.cache:
+                event["cache"] = outcome.cache
+            self._add(event)
+            return
+        error = dict(outcome.error or {})
+        task = self.engine.app.tasks.get(step.name)
+        if error.get("retryable") and task is not None and step.attempt < task.retry.max_attempts:
+            retry_at = time.time() + task.retry.delay_after(step.attempt)
+            self._add({"e": "step.failed", **base, "error": error, "retry_at": retry_at})
+            self._timer("retry", step.seq, step.attempt + 1, retry_at)
+        else:
+            self._add({"e": "step.failed", **base, "error": error})
+
+    def _add(self, event: dict[str, Any]) -> None:
+        self.view.apply(event, time.time())
+        self._pending.append(event)
+
+    def _timer(self, purpose: str, seq: int, attempt: int, due: float) -> None:
+        self._timers.append(wire.envelope(
+            wire.TIMER_FIRED, app=self.engine.app.name, run=self.run_id,
+            seq=seq, attempt=attempt, purpose=purpose, due=due,
+        ))
+
+    # -- committing ----------------------------------------------------------------------------
+
+    def _flush(self, *, settle: bool) -> None:
+        """Commit pending events as one history entry, then dispatch, then settle."""
+        if self._pending:
+            self._commit()
+        if self._redispatch:
+            self._redispatch = False
+            self._redispatch_open_steps()
+        self._dispatch()
+        self._update_index()
+        if settle:
+            self._settle_held(ACK)
+
+    def _commit(self) -> None:
+        entry = {"v": wire.VERSION, "n": self.view.next_n, "at": time.time(),
+                 "consumed": self._pending_consumed, "events": self._pending}
+        try:
+            data = wire.dumps(entry, what="a history entry")
+        except SerializationError as exc:  # pragma: no cover - values were checked on entry
+            raise AssertionError(f"unserialisable history entry: {exc}") from exc
+        key = history.entry_key(self.view.next_n)
+        try:
+            retrying(lambda: self.engine.blobs.put_record(self.run_id, key, data, expect=ABSENT))
+        except Conflict:
+            # Someone else advanced this run: our view is stale. A fresh driver reloads it
+            # and re-dispatches open steps (an inline outcome we held is simply redone).
+            log.info("run %s: history moved on elsewhere; reloading", self.run_id)
+            carried, self._held = self._held, []
+            self.engine._replace(self, carried)
+            raise _Stop from None
+        self.view.next_n += 1
+        self._pending, self._pending_consumed = [], []
+
+    def _redispatch_open_steps(self) -> None:
+        for step in self.view.open_steps():
+            if step.kind == TASK and step.status in (SCHEDULED, PENDING):
+                if step.seq not in self._to_dispatch:
+                    self._to_dispatch.append(step.seq)
+            elif step.status == BACKOFF and step.due is not None:
+                self._timer("retry", step.seq, step.attempt + 1, step.due)
+            elif step.kind == SLEEP and step.due is not None:
+                self._timer("sleep", step.seq, 1, step.due)
+            elif step.kind == EVENT and step.due is not None:
+                self._timer("event-timeout", step.seq, 1, step.due)
+
+    def _dispatch(self) -> None:
+        engine = self.engine
+        if self._to_dispatch:
+            limit = engine.executor.capabilities.max_payload_bytes
+            bodies = []
+            for seq in self._to_dispatch:
+                step = self.view.steps[seq]
+                invocation = self._invocation(step)
+                message = wire.envelope(
+                    wire.TASK_INVOKE, app=engine.app.name, run=self.run_id, seq=seq,
+                    attempt=step.attempt, task=step.name,
+                    input={"args": invocation.args, "kwargs": invocation.kwargs},
+                    cache=invocation.cache, token=invocation.token, timeout=invocation.timeout,
+                )
+                bodies.append(wire.encode(message, limit, engine.blobs))
+                if invocation.timeout is not None:
+                    self._timer("timeout", seq, step.attempt, time.time() + invocation.timeout)
+            retrying(lambda: engine.executor.submit(bodies))
+            self._to_dispatch = []
+        timers, self._timers = self._timers, []
+        for timer in timers:
+            engine.send_timer(timer, float(timer["due"]) - time.time())
+
+    def _invocation(self, step: StepState) -> Invocation:
+        task = self.engine.app.tasks.get(step.name)
+        token = self.engine.signer.sign(
+            TokenClaims(self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
+        )
+        step_input = step.input or {}
+        return Invocation(
+            run=self.run_id, seq=step.seq, attempt=step.attempt, task=step.name,
+            args=step_input.get("args", []), kwargs=step_input.get("kwargs", {}),
+            cache=step.cache or {}, token=token,
+            timeout=task.timeout if task is not None else None,
+        )
+
+    def _update_index(self) -> None:
+        status = self.view.live_status()
+        if status != self._indexed_status:
+            retrying(lambda: self.engine.index.update(self.view))
+            self._indexed_status = status
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def _settle_held(self, settlement: Settlement) -> None:
+        held, self._held = self._held, []
+        for inbound in held:
+            assert inbound.future is not None
+            if not inbound.future.done():
+                inbound.future.set_result(settlement)
+
+    def _settle_all(self, settlement: Settlement) -> None:
+        """Settle held deliveries and everything waiting in the inbox the same way."""
+        self._settle_held(settlement)
+        while True:
+            try:
+                inbound = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if inbound.future is not None and not inbound.future.done():
+                inbound.future.set_result(settlement)

@@ -1,0 +1,192 @@
+"""Running one task invocation: the same code in every executor, worker and handler.
+
+`execute` calls the task function (sync or `async def`) with its `TaskContext` and turns
+whatever happens into an `Outcome`; `TaskRunner` does the same for a wire message and
+reports the outcome on the invocations queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard import wire
+from switchboard.app import App, Task
+from switchboard.context import Pending, TaskContext, run_in_task
+from switchboard.errors import (
+    MalformedMessage,
+    NonRetryableError,
+    SerializationError,
+    UnknownName,
+    describe,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    run: str
+    seq: int
+    attempt: int
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    cache: dict[str, Any]
+    token: str
+    timeout: float | None = None
+
+    @classmethod
+    def from_message(cls, message: wire.Message) -> Invocation:
+        if message.kind != wire.TASK_INVOKE:
+            raise MalformedMessage(f"expected a task.invoke message, got {message.kind}")
+        args, kwargs = message["input"].get("args", []), message["input"].get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise MalformedMessage("task.invoke input must be {'args': [...], 'kwargs': {...}}")
+        timeout = message.get("timeout")
+        return cls(
+            message.run,
+            message["seq"],
+            message["attempt"],
+            message["task"],
+            args,
+            kwargs,
+            message["cache"],
+            message["token"],
+            float(timeout) if timeout is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one attempt: "ok" with a result, "error", or "pending"."""
+
+    outcome: str
+    result: Any = None
+    #: {"type", "message", "traceback", "retryable"} for an error.
+    error: dict[str, Any] | None = None
+    #: {"set": {...}, "del": [...]}: the task's changes to the run's cache.
+    cache: dict[str, Any] | None = None
+
+    def message_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"outcome": self.outcome}
+        if self.outcome == "ok":
+            fields["result"] = self.result
+        if self.error is not None:
+            fields["error"] = self.error
+        if self.cache is not None:
+            fields["cache"] = self.cache
+        return fields
+
+    @classmethod
+    def from_message(cls, message: wire.Message) -> Outcome:
+        return cls(message["outcome"], message.get("result"), message.get("error"), message.get("cache"))
+
+
+def failure(exc: BaseException, *, retryable: bool) -> dict[str, Any]:
+    return {**describe(exc), "retryable": retryable}
+
+
+def cache_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    removed = [k for k in before if k not in after]
+    if not changed and not removed:
+        return None
+    return {"set": changed, "del": removed}
+
+
+def apply_cache_delta(cache: dict[str, Any], delta: dict[str, Any] | None) -> None:
+    if delta:
+        cache.update(delta.get("set", {}))
+        for key in delta.get("del", []):
+            cache.pop(key, None)
+
+
+_loops = threading.local()
+
+
+def _run_coroutine(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: float | None) -> Any:
+    # One event loop per thread, reused: creating a loop per call costs more than the call.
+    loop = getattr(_loops, "loop", None)
+    if loop is None:
+        loop = _loops.loop = asyncio.new_event_loop()
+    coroutine = task.fn(*args, **kwargs)
+    if timeout is not None:
+        coroutine = asyncio.wait_for(coroutine, timeout)
+    return loop.run_until_complete(coroutine)
+
+
+def execute(app: App, invocation: Invocation) -> Outcome:
+    """Run one attempt of a task; never raises for anything the task does."""
+    try:
+        task = app.get_task(invocation.task)
+    except UnknownName as exc:
+        return Outcome("error", error=failure(exc, retryable=False))
+    snapshot = wire.dumps(invocation.cache, what="the run's cache")
+    ctx = TaskContext(
+        run_id=invocation.run,
+        task=task.name,
+        step=invocation.seq,
+        attempt=invocation.attempt,
+        token=invocation.token,
+        idempotency_key=f"{invocation.run}:{invocation.seq}",
+        cache=json.loads(snapshot),
+    )
+    call: Callable[[], Any]
+    if task.is_async:
+        def call() -> Any:
+            return _run_coroutine(task, invocation.args, invocation.kwargs, invocation.timeout)
+    else:
+        def call() -> Any:
+            return task.fn(*invocation.args, **invocation.kwargs)
+    try:
+        value = run_in_task(ctx, call)
+    except NonRetryableError as exc:
+        return Outcome("error", error=failure(exc, retryable=False))
+    except Exception as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+        return Outcome("error", error=failure(exc, retryable=True))
+    delta = cache_delta(json.loads(snapshot), ctx.cache)
+    if isinstance(value, Pending):
+        return Outcome("pending", cache=delta)
+    try:
+        _, result = wire.roundtrip(value, what=f"the result of task {task.name!r}")
+        if delta is not None:
+            wire.dumps(delta, what=f"the cache written by task {task.name!r}")
+    except SerializationError as exc:
+        return Outcome("error", error=failure(exc, retryable=False))
+    return Outcome("ok", result, cache=delta)
+
+
+class TaskRunner:
+    """Runs `task.invoke` messages in this process and reports each outcome."""
+
+    def __init__(self, app: App, blobs: wire.Blobs, report: Callable[[dict[str, Any]], None]) -> None:
+        self._app = app
+        self._blobs = blobs
+        self._report = report
+
+    def run(self, body: bytes) -> None:
+        """Run the invocation in `body`; `MalformedMessage` if it is not one."""
+        message = wire.decode(body, self._blobs)
+        if message.app != self._app.name:
+            raise MalformedMessage(
+                f"task.invoke for app {message.app!r} reached app {self._app.name!r}"
+            )
+        invocation = Invocation.from_message(message)
+        outcome = execute(self._app, invocation)
+        self._report(result_message(self._app.name, invocation, outcome))
+
+
+def result_message(app: str, invocation: Invocation, outcome: Outcome) -> dict[str, Any]:
+    return wire.envelope(
+        wire.TASK_RESULT,
+        app=app,
+        run=invocation.run,
+        seq=invocation.seq,
+        attempt=invocation.attempt,
+        task=invocation.task,
+        **outcome.message_fields(),
+    )
+

@@ -1,0 +1,55 @@
+"""The run index: one small record per run in partition `runs.<app>`, for `client.list`
+and cheap polling. The history is the truth; the index follows it and may lag a moment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from switchboard import wire
+from switchboard.errors import Conflict
+from switchboard.history import RunView
+from switchboard.interfaces import ABSENT, StateStore
+
+
+class RunIndex:
+    def __init__(self, store: StateStore, app_name: str) -> None:
+        self._store = store
+        self.partition = f"runs.{app_name}"
+
+    def create(self, run_id: str, workflow: str, created: float) -> None:
+        self._write(run_id, {"workflow": workflow, "status": "pending", "created": created,
+                             "updated": created, "n": 1})
+
+    def update(self, view: RunView) -> None:
+        """Record the run's current status unless a later entry was already indexed."""
+        self._write(view.run_id, {"workflow": view.workflow, "status": view.live_status(),
+                                  "created": view.created, "updated": view.updated,
+                                  "n": view.next_n})
+
+    def _write(self, run_id: str, value: dict[str, Any]) -> None:
+        while True:
+            record = self._store.get(self.partition, run_id)
+            if record is not None and json.loads(record.value).get("n", 0) > value["n"]:
+                return
+            try:
+                self._store.put(self.partition, run_id, wire.dumps(value),
+                                expect=record.version if record else ABSENT)
+                return
+            except Conflict:
+                continue
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        record = self._store.get(self.partition, run_id)
+        return None if record is None else {"run_id": run_id, **json.loads(record.value)}
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every indexed run, oldest first (run ids sort by creation time)."""
+        runs, cursor = [], None
+        while True:
+            page = self._store.scan(self.partition, limit=500, cursor=cursor)
+            runs.extend({"run_id": r.key, **json.loads(r.value)} for r in page.records)
+            if page.cursor is None:
+                return runs
+            cursor = page.cursor

@@ -1,0 +1,222 @@
+"""Wiring: one app connected to a queue provider, a state store and an executor.
+
+`connect` resolves providers by name through the plugin registry (mixing them is fine:
+`queue="aws", state="local"`), builds the components, and, with `workers > 0`, starts the
+in-process worker: the engine consuming the invocations queue and, for a queue-based
+executor, a pool consuming the tasks queue. `local` is `connect` on the local provider
+with workers on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from switchboard import wire
+from switchboard.app import App
+from switchboard.engine import Engine, retrying
+from switchboard.errors import ConfigError
+from switchboard.execution import TaskRunner
+from switchboard.executors import QueueExecutor, queue_executor
+from switchboard.index import RunIndex
+from switchboard.interfaces import Broker, Executor, ExecutorFactory, ExecutorHost, Queue, StateStore
+from switchboard.plugins import Registry, registry
+from switchboard.tokens import Signer, resolve_secret
+from switchboard.worker import Consumer, TaskPool
+
+if TYPE_CHECKING:
+    from switchboard.client import Client
+
+INVOCATIONS_CHANNEL = "invocations"
+
+
+class Runtime:
+    """The components of one connection, and the in-process worker when there is one."""
+
+    def __init__(
+        self,
+        app: App,
+        broker: Broker,
+        store: StateStore,
+        executor_factory: ExecutorFactory,
+        executor_config: Any,
+        *,
+        workers: int = 0,
+        inline_tasks: bool | None = None,
+        max_attempts: int = 10,
+        lease: float = 30.0,
+        max_inflight: int = 256,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.store = store
+        self.blobs = wire.Blobs(store)
+        self.index = RunIndex(store, app.name)
+        self.max_attempts = max_attempts
+        self.invocations = self.channel(INVOCATIONS_CHANNEL)
+        self.signer = Signer(resolve_secret(app.name, app.secret, store))
+        self.task_runner = TaskRunner(app, self.blobs, self.report)
+        host = ExecutorHost(app.name, self.task_runner.run, self.channel, max(1, workers))
+        self.executor: Executor = executor_factory(executor_config, host)
+        self._watchers: dict[str, list[threading.Event]] = {}
+        self._watch_lock = threading.Lock()
+        self.engine: Engine | None = None
+        self._consumers: list[Consumer] = []
+        self._pool: TaskPool | None = None
+        if workers > 0:
+            self.engine = Engine(
+                app, store, self.blobs, self.invocations, self.executor, self.signer, self.index,
+                inline_tasks=True if inline_tasks is None else inline_tasks,
+                on_finished=self._finished,
+            )
+            consumer_args = {"lease": lease, "max_inflight": max_inflight}
+            self._consumers.append(
+                Consumer(self.invocations, self.engine.handle, name="invocations", **consumer_args)
+            )
+            if isinstance(self.executor, QueueExecutor):
+                self._pool = TaskPool(self.task_runner.run, workers)
+                self._consumers.append(
+                    Consumer(self.executor.queue, self._pool, name="tasks",
+                             lease=lease, max_inflight=workers * 2)
+                )
+            for consumer in self._consumers:
+                consumer.start()
+
+    def channel(self, name: str) -> Queue:
+        """A channel of this app on the runtime's queue provider."""
+        return self.broker.queue(f"{self.app.name}-{name}", max_attempts=self.max_attempts)
+
+    def report(self, message: dict[str, Any]) -> None:
+        """Send a message to the invocations queue (claim check when it is too large)."""
+        body = wire.encode(message, self.invocations.capabilities.max_message_bytes, self.blobs)
+        retrying(lambda: self.invocations.send([body]))
+
+    # -- local completion notices, so `client.wait` need not poll an in-process engine --------
+
+    def watch(self, run_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._watch_lock:
+            self._watchers.setdefault(run_id, []).append(event)
+        return event
+
+    def unwatch(self, run_id: str, event: threading.Event) -> None:
+        with self._watch_lock:
+            events = self._watchers.get(run_id, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self._watchers.pop(run_id, None)
+
+    def _finished(self, run_id: str) -> None:
+        with self._watch_lock:
+            events = list(self._watchers.get(run_id, []))
+        for event in events:
+            event.set()
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the worker (finishing or releasing held work), then close the components."""
+        for consumer in self._consumers:
+            consumer.stop(grace)
+        if self.engine is not None:
+            self.engine.close()
+        if self._pool is not None:
+            self._pool.close()
+        self.executor.close()
+        self.store.close()
+        self.broker.close()
+
+
+def _executor_factory(name: str | None, default_provider: str, reg: Registry) -> tuple[ExecutorFactory, str | None]:
+    """Resolve `executor=`: "queue" (core), "<provider>" (its default) or "<provider>.<name>"."""
+    if name == "queue":
+        return queue_executor, None
+    provider, _, variant = (name or default_provider).partition(".")
+    spec = reg.get(provider)
+    if not variant:
+        factory = spec.executors.get("default")
+        return (factory, provider) if factory else (queue_executor, None)
+    if variant not in spec.executors:
+        known = ", ".join(f"{provider}.{n}" for n in spec.executors if n != "default") or "none"
+        raise ConfigError(f"the {provider} provider has no executor {variant!r}; it offers: {known}")
+    return spec.executors[variant], provider
+
+
+def build_runtime(
+    app: App,
+    provider: str = "local",
+    *,
+    queue: str | None = None,
+    state: str | None = None,
+    executor: str | None = None,
+    workers: int = 0,
+    inline_tasks: bool | None = None,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    reg: Registry = registry,
+    **options: Any,
+) -> Runtime:
+    queue_name, state_name = queue or provider, state or provider
+    executor_factory, executor_provider = _executor_factory(executor, provider, reg)
+    named = set(filter(None, (queue_name, state_name, executor_provider)))
+    if settings and provider not in named:
+        raise ConfigError(
+            f"settings {sorted(settings)} were given for provider {provider!r}, which builds "
+            f"nothing here; pass them as config={{'<provider>': {{...}}}}"
+        )
+    values = {name: dict((config or {}).get(name, {})) for name in named}
+    if settings:
+        values.setdefault(provider, {}).update(settings)
+    unused = set(config or {}) - named
+    if unused:
+        raise ConfigError(f"config given for providers that are not used: {sorted(unused)}")
+    configs = {name: reg.config(name, values[name]) for name in named}
+
+    def component(name: str, kind: str) -> Callable[[Any], Any]:
+        spec = reg.get(name)
+        factory = getattr(spec, kind)
+        if factory is None:
+            raise ConfigError(f"the {name} provider offers no {kind}; try another provider for {kind}")
+        return lambda cfg: factory(cfg)
+
+    broker = component(queue_name, "broker")(configs[queue_name])
+    store = component(state_name, "state")(configs[state_name])
+    return Runtime(
+        app, broker, store, executor_factory,
+        configs.get(executor_provider) if executor_provider else None,
+        workers=workers, inline_tasks=inline_tasks, **options,
+    )
+
+
+def connect(
+    app: App,
+    provider: str = "local",
+    *,
+    queue: str | None = None,
+    state: str | None = None,
+    executor: str | None = None,
+    workers: int = 0,
+    inline_tasks: bool | None = None,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    **settings: Any,
+) -> Client:
+    """A client for `app` on the named provider(s).
+
+    `**settings` configure `provider`; `config={"aws": {...}}` configures others when
+    mixing (`queue="aws", state="local"`). With `workers=N` this process also runs the
+    engine and N task workers.
+    """
+    from switchboard.client import Client
+
+    runtime = build_runtime(
+        app, provider, queue=queue, state=state, executor=executor, workers=workers,
+        inline_tasks=inline_tasks, config=config, settings=settings,
+    )
+    return Client(runtime)
+
+
+def local(app: App, path: str | None = None, *, workers: int = 4, **settings: Any) -> Client:
+    """Run `app` embedded: in memory, or durable in the SQLite file `path`."""
+    if path is not None:
+        settings["path"] = path
+    return connect(app, "local", workers=workers, **settings)

@@ -1,0 +1,227 @@
+"""The wire format: versioned JSON envelopes, and the claim check for large payloads.
+
+Every message is a JSON object `{"v": 1, "kind": ..., "id": ..., "app": ..., "run": ...}`
+plus fields of its kind, documented by `schema/wire-v1.json`. Nothing read from a queue or
+a store is ever unpickled or evaluated: `decode` parses JSON and checks each field's type,
+and anything else is a `MalformedMessage` that goes to dead-letter with its text as reason.
+
+Payloads larger than a queue's or store's limit are written in chunks to the state store
+(the claim check); the message or record then carries `{"$claim": {...}}` instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.errors import MalformedMessage, SerializationError
+from switchboard.interfaces import ABSENT, StateStore
+
+VERSION = 1
+
+RUN_START = "run.start"
+RUN_SIGNAL = "run.signal"
+RUN_CANCEL = "run.cancel"
+TASK_INVOKE = "task.invoke"
+TASK_RESULT = "task.result"
+TIMER_FIRED = "timer.fired"
+
+# Required fields of each kind beyond the common ones, with their JSON types.
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    RUN_START: {},
+    RUN_SIGNAL: {"name": (str,)},
+    RUN_CANCEL: {},
+    TASK_INVOKE: {
+        "seq": (int,),
+        "attempt": (int,),
+        "task": (str,),
+        "input": (dict,),
+        "cache": (dict,),
+        "token": (str,),
+    },
+    TASK_RESULT: {"seq": (int,), "attempt": (int,), "task": (str,), "outcome": (str,)},
+    TIMER_FIRED: {"seq": (int,), "attempt": (int,), "purpose": (str,), "due": (int, float)},
+}
+_COMMON: dict[str, tuple[type, ...]] = {"kind": (str,), "id": (str,), "app": (str,), "run": (str,)}
+OUTCOMES = ("ok", "error", "pending")
+PURPOSES = ("sleep", "retry", "timeout", "event-timeout")
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_id() -> str:
+    """A 26-character id that sorts by creation time (48-bit milliseconds, 80 random bits)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_ALPHABET[index])
+    return "".join(reversed(chars))
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def dumps(value: Any, *, what: str = "value") -> bytes:
+    """Compact JSON bytes; `SerializationError` naming `what` if the value is not JSON."""
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+def loads(data: bytes | str) -> Any:
+    return json.loads(data)
+
+
+def roundtrip(value: Any, *, what: str = "value") -> tuple[bytes, Any]:
+    """The JSON bytes of `value` and the value as a reader of those bytes will see it."""
+    data = dumps(value, what=what)
+    return data, json.loads(data)
+
+
+def digest(data: bytes) -> str:
+    """A short fingerprint of encoded input, recorded per step for the determinism check."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+# -- envelopes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded, validated envelope. `fields` holds the kind-specific fields."""
+
+    kind: str
+    id: str
+    app: str
+    run: str
+    fields: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+
+def envelope(kind: str, *, app: str, run: str, **fields: Any) -> dict[str, Any]:
+    """A new message of `kind` with a fresh id."""
+    return {"v": VERSION, "kind": kind, "id": new_id(), "app": app, "run": run, **fields}
+
+
+def decode(body: bytes, blobs: Blobs | None = None) -> Message:
+    """Parse and validate a message body; `MalformedMessage` says what is wrong."""
+    data = _parse(body)
+    claim = data.get("$claim")
+    if claim is not None:
+        if blobs is None:
+            raise MalformedMessage("message carries a claim check but no store is available")
+        data = _parse(blobs.load(claim))
+    return _validate(data)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedMessage(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("v") != VERSION:
+        raise MalformedMessage(f"unsupported wire version {data.get('v')!r} (expected {VERSION})")
+    return data
+
+
+def _validate(data: dict[str, Any]) -> Message:
+    kind = data.get("kind")
+    if kind not in _FIELDS:
+        raise MalformedMessage(f"unknown message kind {kind!r}")
+    for name, types in {**_COMMON, **_FIELDS[kind]}.items():
+        value = data.get(name)
+        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            expected = " or ".join(t.__name__ for t in types)
+            raise MalformedMessage(f"{kind} field {name!r} must be {expected}, got {value!r}")
+    if kind == TASK_RESULT and data["outcome"] not in OUTCOMES:
+        raise MalformedMessage(f"task.result outcome must be one of {OUTCOMES}")
+    if kind == TIMER_FIRED and data["purpose"] not in PURPOSES:
+        raise MalformedMessage(f"timer.fired purpose must be one of {PURPOSES}")
+    fields = {k: v for k, v in data.items() if k not in _COMMON and k != "v"}
+    return Message(kind, data["id"], data["app"], data["run"], fields)
+
+
+def encode(message: dict[str, Any], limit: int, blobs: Blobs) -> bytes:
+    """Encode an envelope, moving it behind a claim check when it exceeds `limit` bytes."""
+    body = dumps(message, what=f"{message['kind']} message")
+    if len(body) <= limit:
+        return body
+    claim = blobs.store(message["run"], body)
+    small = {k: message[k] for k in ("v", "kind", "id", "app", "run")}
+    return dumps({**small, "$claim": claim})
+
+
+# -- the claim check -------------------------------------------------------------------------
+
+
+class Blobs:
+    """Large payloads stored in chunks in a run's partition (keys `b/<id>/<index>`)."""
+
+    PREFIX = "b/"
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        # Leave room for the provider's own framing of a value.
+        self._chunk = max(1024, store.capabilities.max_value_bytes - 1024)
+
+    def store(self, partition: str, data: bytes) -> dict[str, Any]:
+        blob = new_id()
+        chunks = range(0, max(len(data), 1), self._chunk)
+        for index, start in enumerate(chunks):
+            key = f"{self.PREFIX}{blob}/{index:06d}"
+            self._store.put(partition, key, data[start : start + self._chunk], expect=ABSENT)
+        return {
+            "partition": partition,
+            "blob": blob,
+            "size": len(data),
+            "chunks": len(chunks),
+            "sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        }
+
+    def load(self, claim: Any) -> bytes:
+        try:
+            partition, blob = str(claim["partition"]), str(claim["blob"])
+            size, chunks, expected = int(claim["size"]), int(claim["chunks"]), claim["sha256"]
+        except (TypeError, KeyError, ValueError):
+            raise MalformedMessage(f"invalid claim check {claim!r}") from None
+        parts = []
+        for index in range(chunks):
+            record = self._store.get(partition, f"{self.PREFIX}{blob}/{index:06d}")
+            if record is None:
+                raise MalformedMessage(f"claim check {blob}: chunk {index} of {chunks} is missing")
+            parts.append(record.value)
+        data = b"".join(parts)
+        actual = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if len(data) != size or actual != expected:
+            raise MalformedMessage(f"claim check {blob}: payload does not match its checksum")
+        return data
+
+    def put_record(self, partition: str, key: str, value: bytes, **kwargs: Any) -> str:
+        """`StateStore.put`, moving a value above the store's limit behind a claim check."""
+        if len(value) > self._store.capabilities.max_value_bytes:
+            value = dumps({"v": VERSION, "$claim": self.store(partition, value)})
+        return self._store.put(partition, key, value, **kwargs)
+
+    def read_record(self, value: bytes) -> Any:
+        """The JSON document of a record written by `put_record`."""
+        data = json.loads(value)
+        if isinstance(data, dict) and "$claim" in data:
+            data = json.loads(self.load(data["$claim"]))
+        return data
