@@ -36,6 +36,19 @@ from switchboard.errors import (
 from switchboard.runtime import connect, local
 from switchboard.status import HistoryEvent, RunStatus, StepInfo
 
+# The seed project's names (InitWorkflow, Call, ...) resolve here too, so its README
+# example runs unchanged but for the provider line; they load only when first used.
+_SEED_NAMES = ("InitWorkflow", "Call", "ParallelCall", "Done", "GetCache", "DB", "Cloud", "Response")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SEED_NAMES:
+        from switchboard import compat
+
+        return getattr(compat, name)
+    raise AttributeError(f"module 'switchboard' has no attribute {name!r}")
+
+
 __all__ = [
     "App",
     "Client",

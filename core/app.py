@@ -47,22 +47,32 @@ class RetryPolicy:
 
 class Task(Generic[P, R]):
     """A registered task. Calling it inside a workflow schedules it and returns its result
-    once recorded; calling it anywhere else runs the function directly."""
+    once recorded; calling it anywhere else runs the function directly.
+
+    `Task(name=..., execute=fn)` is the seed project's form (see `switchboard.compat`): a
+    task whose function takes the seed's `Context` and finishes by sending a `Response`.
+    """
 
     def __init__(
         self,
-        fn: Callable[P, R],
+        fn: Callable[P, R] | None = None,
         *,
         name: str,
-        retry: RetryPolicy,
-        timeout: float | None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        execute: Callable[P, R] | None = None,
     ) -> None:
-        self.fn = fn
+        function = fn if fn is not None else execute
+        if function is None:
+            raise ConfigError(f"task {name!r} needs a function")
+        self.fn: Callable[P, R] = function
         self.name = name
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        self.is_async = inspect.iscoroutinefunction(fn)
-        functools.update_wrapper(self, fn)
+        #: Set for the seed's `Task(name=..., execute=...)` form.
+        self.seed_execute = execute
+        self.is_async = inspect.iscoroutinefunction(function)
+        functools.update_wrapper(self, function)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from switchboard.context import current_workflow

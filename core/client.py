@@ -135,13 +135,18 @@ class Client:
 
     # -- tasks finished from outside ----------------------------------------------------------
 
-    def complete(self, token: str, result: Any = None) -> None:
+    def complete(self, token: str, result: Any = None, *, cache: dict[str, Any] | None = None) -> None:
         """Finish a task that returned `sb.pending()`, with `result`.
 
-        Raises `InvalidToken` for a forged token and `TokenAlreadyUsed` for a used one.
+        `cache` ({"set": {...}, "del": [...]}) changes the run's cache as the task's own
+        changes would. Raises `InvalidToken` for a forged token and `TokenAlreadyUsed` for
+        a used one.
         """
         _, value = wire.roundtrip(result, what="the task result")
-        self._finish(token, {"outcome": "ok", "result": value})
+        fields: dict[str, Any] = {"outcome": "ok", "result": value}
+        if cache:
+            fields["cache"] = wire.roundtrip(cache, what="the cache changes")[1]
+        self._finish(token, fields)
 
     def fail(self, token: str, error: str | BaseException, *, retryable: bool = False) -> None:
         """Fail a task that returned `sb.pending()`; with `retryable`, its retries apply."""

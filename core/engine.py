@@ -339,7 +339,8 @@ class RunDriver:
             step = self.view.steps[seq]
             self._to_dispatch.append(seq)
         assert self.ctx is not None
-        step.cache = json.loads(wire.dumps(self.ctx.cache, what="the run's cache"))
+        cache = self.ctx.cache
+        step.cache = json.loads(wire.dumps(cache, what="the run's cache")) if cache else {}
         return seq
 
     def schedule_sleep(self, seconds: float) -> int:
@@ -529,7 +530,7 @@ class RunDriver:
         name = message["name"]
         self._add({"e": "signal.received", "id": message.id, "name": name,
                    "payload": message.get("payload")})
-        waiting = [s for s in self.view.steps.values() if s.kind == EVENT and s.open and s.name == name]
+        waiting = [s for s in self.view.open_steps() if s.kind == EVENT and s.name == name]
         if waiting:
             step = min(waiting, key=lambda s: s.seq)
             self._add({"e": "step.completed", "seq": step.seq, "attempt": 1,

@@ -124,7 +124,7 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         task = app.get_task(invocation.task)
     except UnknownName as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    snapshot = wire.dumps(invocation.cache, what="the run's cache")
+    snapshot = wire.dumps(invocation.cache, what="the run's cache") if invocation.cache else b"{}"
     ctx = TaskContext(
         run_id=invocation.run,
         task=task.name,

@@ -74,6 +74,8 @@ class RunView:
     created: float = 0.0
     updated: float = 0.0
     steps: dict[int, StepState] = field(default_factory=dict)
+    #: The steps not finished yet, kept as events are folded (a run has few at a time).
+    unfinished: dict[int, StepState] = field(default_factory=dict)
     #: Signals received and not yet taken by a `wait_for_event`: {"id", "name", "payload"}.
     signals: list[dict[str, Any]] = field(default_factory=list)
     #: Ids of the messages whose effects are recorded.
@@ -90,7 +92,7 @@ class RunView:
         return self.status in TERMINAL
 
     def open_steps(self) -> list[StepState]:
-        return [step for step in self.steps.values() if step.open]
+        return list(self.unfinished.values())
 
     def live_status(self) -> str:
         """pending, running or waiting for an unfinished run; the final status otherwise."""
@@ -121,7 +123,7 @@ class RunView:
             self.status = "running"
         elif kind == "step.scheduled":
             step_kind = event["kind"]
-            self.steps[event["seq"]] = StepState(
+            self.steps[event["seq"]] = self.unfinished[event["seq"]] = StepState(
                 seq=event["seq"],
                 kind=step_kind,
                 name=event["name"],
@@ -140,6 +142,7 @@ class RunView:
             step = self.steps[event["seq"]]
             step.status, step.result = COMPLETED, event.get("result")
             step.cache_delta = event.get("cache")
+            del self.unfinished[step.seq]
             if "signal" in event:
                 self.signals = [s for s in self.signals if s["id"] != event["signal"]]
         elif kind == "step.failed":
@@ -149,6 +152,7 @@ class RunView:
                 step.status, step.due = BACKOFF, event["retry_at"]
             else:
                 step.status = FAILED
+                del self.unfinished[step.seq]
         elif kind == "signal.received":
             self.signals.append(
                 {"id": event["id"], "name": event["name"], "payload": event.get("payload")}

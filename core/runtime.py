@@ -10,6 +10,7 @@ with workers on.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from switchboard.client import Client
 
 INVOCATIONS_CHANNEL = "invocations"
+
+_active: weakref.WeakValueDictionary[str, Runtime] = weakref.WeakValueDictionary()
+
+
+def active_runtime(app_name: str) -> Runtime | None:
+    """The open runtime of the app called `app_name` in this process, if any."""
+    return _active.get(app_name)
 
 
 class Runtime:
@@ -82,6 +90,7 @@ class Runtime:
                 )
             for consumer in self._consumers:
                 consumer.start()
+        _active[app.name] = self
 
     def channel(self, name: str) -> Queue:
         """A channel of this app on the runtime's queue provider."""
@@ -116,6 +125,8 @@ class Runtime:
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the worker (finishing or releasing held work), then close the components."""
+        if _active.get(self.app.name) is self:
+            del _active[self.app.name]
         for consumer in self._consumers:
             consumer.stop(grace)
         if self.engine is not None:

@@ -240,7 +240,7 @@ class SqsQueue:
         if self._dead is None:
             raise UnsupportedOperation(f"{self.name!r} is itself a dead-letter channel")
         kept = reason.encode("utf-8", "replace")[:REASON_MAX_BYTES]
-        extra = {
+        extra: dict[str, dict[str, Any]] = {
             REASON_ATTRIBUTE: {"DataType": "Binary", "BinaryValue": _FORMAT_BYTE + kept},
             ID_ATTRIBUTE: {"DataType": "String", "StringValue": delivery.id},
         }

@@ -37,7 +37,7 @@ def pubsub_clients(config: GcpConfig) -> tuple[Any, Any]:
         raise ConfigError(MISSING_SDK) from exc
     if not config.pubsub_emulator_host:
         return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    import grpc
+    import grpc  # type: ignore[import-untyped]
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
@@ -64,7 +64,7 @@ def firestore_client(config: GcpConfig) -> Any:
     client = firestore.Client(
         project=config.project,
         database=config.firestore_database,
-        credentials=AnonymousCredentials(),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
     )
     # The SDK reads FIRESTORE_EMULATOR_HOST once, in the constructor, and opens its channel
     # lazily: setting the host here lets the config (not only the environment) choose it.

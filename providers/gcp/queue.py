@@ -197,7 +197,11 @@ class PubSubQueue:
             [
                 (
                     delivery.body,
-                    {ID: delivery.id, ATTEMPTS: str(delivery.attempt), NOT_BEFORE: _not_before(delay)},
+                    {
+                        ID: delivery.id,
+                        ATTEMPTS: str(delivery.attempt),
+                        NOT_BEFORE: _not_before(delay),
+                    },
                 )
             ]
         )
@@ -369,9 +373,7 @@ class PubSubBroker:
 
     def queue(self, name: str, *, max_attempts: int = 5) -> PubSubQueue:
         if not _NAME.fullmatch(name):
-            raise ConfigError(
-                f"queue name {name!r} must hold only letters, digits and hyphens"
-            )
+            raise ConfigError(f"queue name {name!r} must hold only letters, digits and hyphens")
         if not 1 <= max_attempts <= _MAX_NATIVE_ATTEMPTS:
             raise UnsupportedOperation(
                 f"Pub/Sub counts at most {_MAX_NATIVE_ATTEMPTS} delivery attempts; "
@@ -420,7 +422,7 @@ class PubSubBroker:
         for future in futures:
             try:
                 future.result(timeout=_PUBLISH_TIMEOUT)
-            except Exception as exc:  # noqa: BLE001 - collected, translated below
+            except Exception as exc:  # collected, translated below
                 failures.append(exc)
         if failures:
             raise translate(failures[0], f"publish to {topic} ({len(failures)} failed)") from (
@@ -477,9 +479,7 @@ class PubSubBroker:
         dead_queue = PubSubQueue(
             self, f"{name}-dlq", _MAX_NATIVE_ATTEMPTS, channel=dead, dead=None, delay=None
         )
-        return PubSubQueue(
-            self, name, max_attempts, channel=channel, dead=dead_queue, delay=delay
-        )
+        return PubSubQueue(self, name, max_attempts, channel=channel, dead=dead_queue, delay=delay)
 
     def _names(self, name: str) -> tuple[_Names, _Names, _Names]:
         project, base = self._config.project, f"{self._config.prefix}-{name}"

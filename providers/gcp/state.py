@@ -124,12 +124,12 @@ class FirestoreStateStore:
         document = self._document(partition, key)
         fields = {_KEY: key, _VALUE: bytes(value), _NONCE: os.urandom(8)}
         try:
-            if expect is ANY:
-                result = document.set(fields)
+            if isinstance(expect, str):
+                result = document.update(fields, option=self._precondition(expect))
             elif expect is ABSENT:
                 result = document.create(fields)
             else:
-                result = document.update(fields, option=self._precondition(expect))
+                result = document.set(fields)
         except (google.AlreadyExists, google.FailedPrecondition, google.NotFound) as exc:
             raise self._conflict(partition, key, expect) from exc
         except Exception as exc:
@@ -141,13 +141,13 @@ class FirestoreStateStore:
 
         document = self._document(partition, key)
         try:
-            if expect is ANY:
-                document.delete()
+            if isinstance(expect, str):
+                document.delete(option=self._precondition(expect))
             elif expect is ABSENT:
                 # Deleting a record that must be absent is a no-op or a conflict.
                 document.delete(option=self._client.write_option(exists=False))
             else:
-                document.delete(option=self._precondition(expect))
+                document.delete()
         except (google.AlreadyExists, google.FailedPrecondition, google.NotFound) as exc:
             raise self._conflict(partition, key, expect) from exc
         except Exception as exc:
@@ -174,9 +174,7 @@ class FirestoreStateStore:
         except Exception as exc:
             raise translate(exc, f"scan {partition}") from exc
         records = [
-            Record(
-                snapshot.get(_KEY), bytes(snapshot.get(_VALUE)), _version(snapshot.update_time)
-            )
+            Record(snapshot.get(_KEY), bytes(snapshot.get(_VALUE)), _version(snapshot.update_time))
             for snapshot in snapshots[:limit]
         ]
         more = len(snapshots) > limit

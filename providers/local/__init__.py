@@ -13,14 +13,16 @@ from switchboard.providers.local.config import LocalConfig
 
 
 def _broker(config: LocalConfig) -> Broker:
-    from switchboard.providers.local.queue import MemoryBroker
+    from switchboard.providers.local.queue import MemoryBroker, SqliteBroker
 
-    return MemoryBroker()
+    return SqliteBroker(config.path, config.synchronous) if config.path else MemoryBroker()
 
 
 def _state(config: LocalConfig) -> StateStore:
-    from switchboard.providers.local.state import MemoryStateStore
+    from switchboard.providers.local.state import MemoryStateStore, SqliteStateStore
 
+    if config.path:
+        return SqliteStateStore(config.path, config.synchronous)
     return MemoryStateStore()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sqlite3
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from switchboard.errors import LeaseLost, TooLarge, UnsupportedOperation
 from switchboard.interfaces import Delivery, Queue, QueueCapabilities
+from switchboard.providers.local.sqlite import Database
 
 MEMORY_CAPABILITIES = QueueCapabilities(
     max_message_bytes=64 * 1024 * 1024,
@@ -215,3 +217,159 @@ class MemoryBroker:
 
     def close(self) -> None:
         pass
+
+
+SQLITE_CAPABILITIES = QueueCapabilities(
+    max_message_bytes=64 * 1024 * 1024,
+    max_batch=1000,
+    max_delay=365 * 24 * 3600.0,
+    max_lease=24 * 3600.0,
+    native_dead_letter=True,
+)
+
+
+class SqliteQueue:
+    """One channel in the SQLite file: a row per message, leased by `visible_at`."""
+
+    capabilities = SQLITE_CAPABILITIES
+
+    def __init__(self, database: Database, name: str, max_attempts: int, *, dead: str | None) -> None:
+        self._db = database
+        self.name = name
+        self.max_attempts = max_attempts
+        self._dead = dead
+        # Other processes write the same file: poll for their messages this often.
+        self._poll = 0.05
+
+    def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
+        check_send(self, bodies, delay)
+        visible_at = time.time() + delay
+        with self._db.transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (channel, id, body, visible_at) VALUES (?, ?, ?, ?)",
+                [(self.name, uuid.uuid4().hex, bytes(body), visible_at) for body in bodies],
+            )
+            self._db.changed.notify_all()
+
+    def receive(
+        self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + wait
+        while True:
+            taken = self._take(max_messages, lease)
+            remaining = deadline - time.monotonic()
+            if taken or remaining <= 0:
+                return taken
+            with self._db.changed:
+                self._db.changed.wait(min(remaining, self._poll))
+
+    def _take(self, max_messages: int, lease: float) -> list[Delivery]:
+        now = time.time()
+        taken: list[Delivery] = []
+        with self._db.transaction() as db:
+            rows = db.execute(
+                "SELECT id, body, attempt FROM messages WHERE channel = ? AND visible_at <= ? "
+                "ORDER BY visible_at, rowid LIMIT ?",
+                (self.name, now, max_messages),
+            ).fetchall()
+            for message_id, body, attempt in rows:
+                if attempt >= self.max_attempts and self._dead is not None:
+                    self._move_to_dead(db, message_id, f"delivered {attempt} times")
+                    continue
+                token = uuid.uuid4().hex
+                db.execute(
+                    "UPDATE messages SET attempt = attempt + 1, visible_at = ?, lease = ?, owner = ? "
+                    "WHERE channel = ? AND id = ?",
+                    (now + lease, token, self._db.owner, self.name, message_id),
+                )
+                taken.append(Delivery(bytes(body), message_id, attempt + 1, token))
+        return taken
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._db.transaction() as db:
+            db.executemany(
+                "DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?",
+                [(self.name, d.id, d.handle) for d in deliveries],
+            )
+
+    def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        self._update_lease(delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay)
+        with self._db.changed:
+            self._db.changed.notify_all()
+
+    def extend(self, delivery: Delivery, lease: float) -> None:
+        self._update_lease(delivery, "visible_at = ?", time.time() + lease)
+
+    def _update_lease(self, delivery: Delivery, assignments: str, visible_at: float) -> None:
+        with self._db.transaction() as db:
+            updated = db.execute(
+                f"UPDATE messages SET {assignments} WHERE channel = ? AND id = ? AND lease = ?",
+                (visible_at, self.name, delivery.id, delivery.handle),
+            ).rowcount
+        if not updated:
+            raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._db.transaction() as db:
+            owned = db.execute(
+                "SELECT 1 FROM messages WHERE channel = ? AND id = ? AND lease = ?",
+                (self.name, delivery.id, delivery.handle),
+            ).fetchone()
+            if owned is None:
+                raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")
+            self._move_to_dead(db, delivery.id, reason)
+
+    def _move_to_dead(self, db: sqlite3.Connection, message_id: str, reason: str) -> None:
+        if self._dead is None:
+            raise UnsupportedOperation(f"{self.name!r} is itself a dead-letter channel")
+        db.execute(
+            "UPDATE messages SET channel = ?, attempt = 0, visible_at = 0, lease = NULL, "
+            "owner = NULL, reason = ? WHERE channel = ? AND id = ?",
+            (self._dead, reason, self.name, message_id),
+        )
+
+    def dead_letters(self) -> Queue:
+        if self._dead is None:
+            raise UnsupportedOperation(f"{self.name!r} is itself a dead-letter channel")
+        return _SqliteDeadLetters(self._db, self._dead, 2**31, dead=None)
+
+    def close(self) -> None:
+        pass
+
+
+class _SqliteDeadLetters(SqliteQueue):
+    """A dead-letter channel: deliveries carry the reason the message was moved."""
+
+    def _take(self, max_messages: int, lease: float) -> list[Delivery]:
+        taken = super()._take(max_messages, lease)
+        if not taken:
+            return taken
+        reasons = dict(
+            self._db.read(
+                f"SELECT id, reason FROM messages WHERE channel = ? AND id IN "
+                f"({','.join('?' * len(taken))})",
+                (self.name, *[d.id for d in taken]),
+            )
+        )
+        return [
+            Delivery(d.body, d.id, d.attempt, d.handle, str(reasons.get(d.id) or "") or None)
+            for d in taken
+        ]
+
+
+class SqliteBroker:
+    """Queues in one SQLite file: they survive restarts and are shared between processes."""
+
+    capabilities = SQLITE_CAPABILITIES
+
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        self._db = Database.acquire(path, synchronous)
+        self._closed = False
+
+    def queue(self, name: str, *, max_attempts: int = 5) -> SqliteQueue:
+        return SqliteQueue(self._db, name, max_attempts, dead=f"{name}-dlq")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.release()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from switchboard.errors import Conflict, TooLarge, UnsupportedOperation
 from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
+from switchboard.providers.local.sqlite import Database
 
 MEMORY_STATE_CAPABILITIES = StateCapabilities(
     max_value_bytes=64 * 1024 * 1024, max_key_bytes=4096, ttl=True
@@ -126,3 +129,99 @@ class MemoryStateStore:
         keys, entries = self._partitions[partition]
         del entries[key]
         del keys[bisect.bisect_left(keys, key)]
+
+
+SQLITE_STATE_CAPABILITIES = StateCapabilities(
+    max_value_bytes=64 * 1024 * 1024, max_key_bytes=4096, ttl=True
+)
+
+
+class SqliteStateStore:
+    """Records in the SQLite file; keys compare as UTF-8 bytes (SQLite's BINARY collation)."""
+
+    capabilities = SQLITE_STATE_CAPABILITIES
+
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        self._db = Database.acquire(path, synchronous)
+        self._closed = False
+
+    def get(self, partition: str, key: str) -> Record | None:
+        rows = self._db.read(
+            "SELECT value, version FROM records WHERE partition = ? AND key = ? "
+            "AND (expires IS NULL OR expires > ?)",
+            (partition, key, time.time()),
+        )
+        if not rows:
+            return None
+        value, version = rows[0]
+        return Record(key, bytes(value), str(version))  # type: ignore[arg-type]
+
+    def put(
+        self,
+        partition: str,
+        key: str,
+        value: bytes,
+        *,
+        expect: Expect | str = ANY,
+        ttl: float | None = None,
+    ) -> str:
+        check_write(self.capabilities, key, value, ttl)
+        version = uuid.uuid4().hex
+        now = time.time()
+        with self._db.transaction() as db:
+            check_expectation(self._version(db, partition, key, now), expect, partition, key)
+            db.execute(
+                "INSERT OR REPLACE INTO records (partition, key, value, version, expires) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (partition, key, bytes(value), version, now + ttl if ttl is not None else None),
+            )
+        return version
+
+    def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:
+        with self._db.transaction() as db:
+            check_expectation(self._version(db, partition, key, time.time()), expect, partition, key)
+            db.execute("DELETE FROM records WHERE partition = ? AND key = ?", (partition, key))
+
+    def scan(
+        self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        low = cursor if cursor is not None else prefix
+        sql = (
+            "SELECT key, value, version FROM records WHERE partition = ? AND key "
+            + (">" if cursor is not None else ">=")
+            + " ? AND (expires IS NULL OR expires > ?)"
+        )
+        parameters: list[object] = [partition, low, time.time()]
+        upper = _prefix_end(prefix)
+        if upper is not None:
+            sql += " AND key < ?"
+            parameters.append(upper)
+        sql += " ORDER BY key LIMIT ?"
+        parameters.append(limit + 1)
+        rows = self._db.read(sql, tuple(parameters))
+        records = [Record(str(k), bytes(v), str(ver)) for k, v, ver in rows[:limit]]  # type: ignore[call-overload]
+        return Page(records, records[-1].key if len(rows) > limit else None)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.release()
+
+    @staticmethod
+    def _version(db: sqlite3.Connection, partition: str, key: str, now: float) -> str | None:
+        row = db.execute(
+            "SELECT version FROM records WHERE partition = ? AND key = ? "
+            "AND (expires IS NULL OR expires > ?)",
+            (partition, key, now),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix`."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None

@@ -209,7 +209,8 @@ class ServiceBusHandler(Handler):
                 link.advance()
                 self._on_transfer(link, role, delivery, encoded)
                 link.flow(1)
-        elif delivery.updated and not delivery.settled and role.kind is LinkKind.QUEUE:
+        elif delivery.updated and role.kind is LinkKind.QUEUE:
+            # `settled` is the client's side: the SDK's "released" comes pre-settled.
             self._on_settlement(role, delivery)
 
     def _on_transfer(self, link: Link, role: LinkRole, delivery: Delivery, encoded: bytes) -> None:
@@ -231,6 +232,8 @@ class ServiceBusHandler(Handler):
                     MESSAGE_SIZE_EXCEEDED,
                     f"The message of {len(encoded)} bytes exceeds the limit of "
                     f"{self.max_message_size} bytes.",
+                    # pyamqp's sender reads the error's info field unconditionally.
+                    {symbol("max-message-size"): self.max_message_size},
                 ),
             )
             return
@@ -244,7 +247,7 @@ class ServiceBusHandler(Handler):
     def _on_settlement(self, role: LinkRole, delivery: Delivery) -> None:
         # Service Bus docs: "Message transfers, locks, and settlement: peek-lock":
         # accepted = complete, modified = abandon (delivery count +1), rejected with
-        # com.microsoft:dead-letter = dead-letter. The outcome is echoed back settled,
+        # com.microsoft:dead-letter = dead-letter, released = unlocked, count unchanged. The outcome is echoed back settled,
         # which azure-servicebus >= 7.15 waits for (rcv-settle-mode second).
         state = delivery.remote_state
         lock_token: uuid.UUID | None = getattr(delivery, "lock_token", None)
@@ -267,6 +270,8 @@ class ServiceBusHandler(Handler):
                 self.store.dead_letter(
                     lock_token, info.get(DEAD_LETTER_REASON), info.get(DEAD_LETTER_DESCRIPTION)
                 )
+            elif state == Delivery.RELEASED:
+                self.store.release(lock_token)
             else:
                 self.store.abandon(lock_token)
         except LockLost as error:

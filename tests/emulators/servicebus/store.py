@@ -231,6 +231,14 @@ class QueueStore:
             del self._locks[lock_token]
             self._count_failed_delivery(queue, message)
 
+    def release(self, lock_token: uuid.UUID) -> None:
+        """Unlock without counting a delivery: the SDK releases messages that arrive while
+        no receive call is waiting for them."""
+        with self._mutex:
+            queue, message = self._locked(lock_token)
+            del self._locks[lock_token]
+            queue.make_available(message)
+
     def dead_letter(
         self, lock_token: uuid.UUID, reason: str | None, description: str | None
     ) -> None:
