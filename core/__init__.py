@@ -1,18 +1,18 @@
 """Switchboard: event-driven, serverless orchestration-as-code.
 
-    import switchboard as sb
+import switchboard as sb
 
-    app = sb.App("shop")
+app = sb.App("shop")
 
-    @app.task(retries=3)
-    def charge(order_id: str, amount: int) -> dict: ...
+@app.task(retries=3)
+def charge(order_id: str, amount: int) -> dict: ...
 
-    @app.workflow
-    def fulfil(ctx: sb.Context, order: dict) -> dict:
-        return charge(order["id"], order["total"])
+@app.workflow
+def fulfil(ctx: sb.Context, order: dict) -> dict:
+    return charge(order["id"], order["total"])
 
-    with sb.local(app) as client:
-        print(client.wait(client.start("fulfil", order={...})).output)
+with sb.local(app) as client:
+    print(client.wait(client.start("fulfil", order={...})).output)
 """
 
 from switchboard import errors
@@ -38,7 +38,16 @@ from switchboard.status import HistoryEvent, RunStatus, StepInfo
 
 # The seed project's names (InitWorkflow, Call, ...) resolve here too, so its README
 # example runs unchanged but for the provider line; they load only when first used.
-_SEED_NAMES = ("InitWorkflow", "Call", "ParallelCall", "Done", "GetCache", "DB", "Cloud", "Response")
+_SEED_NAMES = (
+    "InitWorkflow",
+    "Call",
+    "ParallelCall",
+    "Done",
+    "GetCache",
+    "DB",
+    "Cloud",
+    "Response",
+)
 
 
 def __getattr__(name: str) -> object:

@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from switchboard.errors import ConfigError, UnknownName
 
@@ -102,6 +102,14 @@ class Workflow(Generic[P, R]):
         return f"<Workflow {self.name}>"
 
 
+class TaskDecorator(Protocol):
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class WorkflowDecorator(Protocol):
+    def __call__(self, fn: Callable[..., R], /) -> Workflow[..., R]: ...
+
+
 class App:
     """A named collection of tasks and workflows; one deployment unit."""
 
@@ -124,13 +132,15 @@ class App:
     @overload
     def task(
         self,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         retries: int = 0,
         backoff: float = 2.0,
         retry_delay: float = 1.0,
         timeout: float | None = None,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(
         self,
@@ -142,7 +152,7 @@ class App:
         backoff: float = 2.0,
         retry_delay: float = 1.0,
         timeout: float | None = None,
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    ) -> Task[P, R] | TaskDecorator:
         """Register a task: `@app.task` or `@app.task(retries=3, backoff=2.0, timeout=30)`."""
         if retries < 0 or backoff < 1 or retry_delay < 0 or (timeout is not None and timeout <= 0):
             raise ConfigError(
@@ -159,17 +169,17 @@ class App:
             self._add(self.tasks, task.name, task, "task")
             return task
 
-        return register(fn) if fn is not None else register
+        return register(fn) if fn is not None else register  # type: ignore[return-value]
 
     @overload
     def workflow(self, fn: Callable[..., R], /) -> Workflow[..., R]: ...
 
     @overload
-    def workflow(self, *, name: str | None = None) -> Callable[[Callable[..., R]], Workflow[..., R]]: ...
+    def workflow(self, fn: None = None, /, *, name: str | None = None) -> WorkflowDecorator: ...
 
     def workflow(
         self, fn: Callable[..., R] | None = None, /, *, name: str | None = None
-    ) -> Workflow[..., R] | Callable[[Callable[..., R]], Workflow[..., R]]:
+    ) -> Workflow[..., R] | WorkflowDecorator:
         """Register a workflow: `@app.workflow` or `@app.workflow(name="fulfil")`."""
 
         def register(fn: Callable[..., R]) -> Workflow[..., R]:
@@ -177,13 +187,15 @@ class App:
             self._add(self.workflows, workflow.name, workflow, "workflow")
             return workflow
 
-        return register(fn) if fn is not None else register
+        return register(fn) if fn is not None else register  # type: ignore[return-value]
 
     def get_task(self, name: str) -> Task[Any, Any]:
-        return self._lookup(self.tasks, name, "task")
+        task: Task[Any, Any] = self._lookup(self.tasks, name, "task")
+        return task
 
     def get_workflow(self, name: str) -> Workflow[Any, Any]:
-        return self._lookup(self.workflows, name, "workflow")
+        workflow: Workflow[Any, Any] = self._lookup(self.workflows, name, "workflow")
+        return workflow
 
     def _add(self, table: dict[str, Any], name: str, item: Any, what: str) -> None:
         if name in table:

@@ -58,7 +58,9 @@ def load_settings(path: str | None, pairs: Sequence[str]) -> dict[str, Any]:
         try:
             settings = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"--config {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {exc}") from exc
+            raise UsageError(
+                f"--config {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {exc}"
+            ) from exc
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -72,8 +74,15 @@ def connect_from(args: argparse.Namespace, app: App, *, workers: int = 0, **opti
     nested = {k: v for k, v in settings.items() if isinstance(v, dict)}
     flat = {k: v for k, v in settings.items() if not isinstance(v, dict)}
     runtime = build_runtime(
-        app, args.provider, queue=args.queue, state=args.state, executor=args.executor,
-        workers=workers, config=nested, settings=flat, **options,
+        app,
+        args.provider,
+        queue=args.queue,
+        state=args.state,
+        executor=args.executor,
+        workers=workers,
+        config=nested,
+        settings=flat,
+        **options,
     )
     return Client(runtime)
 
@@ -138,7 +147,8 @@ def describe_event(kind: str, data: dict[str, Any]) -> str | None:
     if kind == "step.failed":
         error = data.get("error", {})
         retry = " , retrying" if data.get("retry_at") else ""
-        return f"  step {seq}: attempt {data.get('attempt')} failed: {error.get('type')}: {error.get('message')}{retry}"
+        reason = f"{error.get('type')}: {error.get('message')}"
+        return f"  step {seq}: attempt {data.get('attempt')} failed: {reason}{retry}"
     if kind == "step.pending":
         return f"  step {seq}: waiting for an outside completion"
     if kind == "signal.received":
@@ -153,14 +163,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        print(f"received {signal.Signals(signum).name}: finishing held work, taking no more",
-              flush=True)
+        print(
+            f"received {signal.Signals(signum).name}: finishing held work, taking no more",
+            flush=True,
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     client = connect_from(args, app, workers=args.concurrency)
-    print(f"worker for app {app.name!r} on {args.provider}: {args.concurrency} task slots", flush=True)
+    print(
+        f"worker for app {app.name!r} on {args.provider}: {args.concurrency} task slots", flush=True
+    )
     try:
         stop.wait()
     finally:
@@ -178,9 +192,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def status_dict(status: RunStatus) -> dict[str, Any]:
     return {
-        "run_id": status.run_id, "workflow": status.workflow, "status": status.status,
-        "steps": [vars(step) for step in status.steps], "error": status.error,
-        "output": status.output, "created": status.created, "updated": status.updated,
+        "run_id": status.run_id,
+        "workflow": status.workflow,
+        "status": status.status,
+        "steps": [vars(step) for step in status.steps],
+        "error": status.error,
+        "output": status.output,
+        "created": status.created,
+        "updated": status.updated,
     }
 
 
@@ -229,14 +248,20 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
     for installed in registry.all().values():
         if installed.spec is None:
-            print(f"{installed.name}  ({installed.package})  FAILED TO LOAD: {installed.load_error}")
+            print(
+                f"{installed.name}  ({installed.package})  FAILED TO LOAD: {installed.load_error}"
+            )
             continue
         extra = "installed" if installed.sdk_installed else f"missing: {installed.install_hint()}"
         print(f"{installed.name}  ({installed.package})  {installed.spec.description}")
         print(f"    components: {', '.join(installed.components)}")
         print(f"    SDK: {extra}")
         for name, env, help_text in describe_settings(installed.spec.config):
-            print(f"    setting {name}" + (f" [{env}]" if env else "") + (f": {help_text}" if help_text else ""))
+            print(
+                f"    setting {name}"
+                + (f" [{env}]" if env else "")
+                + (f": {help_text}" if help_text else "")
+            )
     return 0
 
 
@@ -252,14 +277,22 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", default=os.environ.get("SWITCHBOARD_PROVIDER", "local"),
-                        help="provider name (default: local; env SWITCHBOARD_PROVIDER)")
+    parser.add_argument(
+        "--provider",
+        default=os.environ.get("SWITCHBOARD_PROVIDER", "local"),
+        help="provider name (default: local; env SWITCHBOARD_PROVIDER)",
+    )
     parser.add_argument("--queue", help="provider for queues, when mixing")
     parser.add_argument("--state", help="provider for the state store, when mixing")
     parser.add_argument("--executor", help="executor: queue, <provider> or <provider>.<name>")
     parser.add_argument("--config", help="settings file (JSON or .toml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="one setting of the provider (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one setting of the provider (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start a run and follow it to the end")
     run.add_argument("app", help="module:app")
     run.add_argument("workflow")
-    run.add_argument("--input", help="JSON: an object gives keyword arguments, a list positional ones")
+    run.add_argument(
+        "--input", help="JSON: an object gives keyword arguments, a list positional ones"
+    )
     run.add_argument("--workers", type=int, default=4, help="task workers in this process")
     run.add_argument("--timeout", type=float)
     _provider_options(run)
@@ -286,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_app(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
-        command.add_argument("--app", default=app_env, required=app_env is None,
-                             help="module:app or the app's name (env SWITCHBOARD_APP)")
+        command.add_argument(
+            "--app",
+            default=app_env,
+            required=app_env is None,
+            help="module:app or the app's name (env SWITCHBOARD_APP)",
+        )
         _provider_options(command)
         return command
 
@@ -328,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.handler(args))
     except RunFailed as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from types import TracebackType
@@ -43,7 +44,14 @@ class Client:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def start(self, workflow: str | Workflow[..., Any], /, *args: Any, run_id: str | None = None, **kwargs: Any) -> str:
+    def start(
+        self,
+        workflow: str | Workflow[..., Any],
+        /,
+        *args: Any,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> str:
         """Start a run of `workflow` with the given input and return its run id.
 
         Starting again with the same `run_id` and the same input is harmless (the run is
@@ -51,13 +59,22 @@ class Client:
         """
         name = workflow if isinstance(workflow, str) else workflow.name
         self.app.get_workflow(name)
-        data = wire.dumps({"args": list(args), "kwargs": kwargs}, what=f"the input of workflow {name!r}")
+        data = wire.dumps(
+            {"args": list(args), "kwargs": kwargs}, what=f"the input of workflow {name!r}"
+        )
         run_id = run_id or wire.new_id()
         now = time.time()
-        created = {"e": "run.created", "app": self.app.name, "workflow": name, "input": json.loads(data)}
+        created = {
+            "e": "run.created",
+            "app": self.app.name,
+            "workflow": name,
+            "input": json.loads(data),
+        }
         entry = {"v": wire.VERSION, "n": 0, "at": now, "consumed": [], "events": [created]}
         try:
-            self.runtime.blobs.put_record(run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT)
+            self.runtime.blobs.put_record(
+                run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
+            )
             self.runtime.index.create(run_id, name, now)
         except Conflict:
             existing = next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
@@ -107,14 +124,19 @@ class Client:
     def list(self, workflow: str | None = None, status: str | None = None) -> list[RunStatus]:
         """Runs of this app, oldest first, optionally filtered (from the run index)."""
         return [
-            RunStatus(run_id=entry["run_id"], workflow=entry["workflow"], status=entry["status"],
-                      created=entry["created"], updated=entry["updated"])
+            RunStatus(
+                run_id=entry["run_id"],
+                workflow=entry["workflow"],
+                status=entry["status"],
+                created=entry["created"],
+                updated=entry["updated"],
+            )
             for entry in self.runtime.index.list()
             if (workflow is None or entry["workflow"] == workflow)
             and (status is None or entry["status"] == status)
         ]
 
-    def history(self, run_id: str) -> list[HistoryEvent]:
+    def history(self, run_id: str) -> builtins.list[HistoryEvent]:
         """Every recorded event of the run, in order."""
         events = history.events(self.runtime.blobs, self.runtime.store, run_id)
         if not events:
@@ -124,18 +146,24 @@ class Client:
     def cancel(self, run_id: str, reason: str = "cancelled by client") -> None:
         """Ask the run to stop; its status becomes `cancelled` (running tasks finish unseen)."""
         self._require(run_id)
-        self.runtime.report(wire.envelope(wire.RUN_CANCEL, app=self.app.name, run=run_id, reason=reason))
+        self.runtime.report(
+            wire.envelope(wire.RUN_CANCEL, app=self.app.name, run=run_id, reason=reason)
+        )
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send an event to the run; `ctx.wait_for_event(name)` returns `payload`."""
         self._require(run_id)
-        message = wire.envelope(wire.RUN_SIGNAL, app=self.app.name, run=run_id, name=name, payload=payload)
+        message = wire.envelope(
+            wire.RUN_SIGNAL, app=self.app.name, run=run_id, name=name, payload=payload
+        )
         wire.dumps(message, what=f"the payload of signal {name!r}")
         self.runtime.report(message)
 
     # -- tasks finished from outside ----------------------------------------------------------
 
-    def complete(self, token: str, result: Any = None, *, cache: dict[str, Any] | None = None) -> None:
+    def complete(
+        self, token: str, result: Any = None, *, cache: dict[str, Any] | None = None
+    ) -> None:
         """Finish a task that returned `sb.pending()`, with `result`.
 
         `cache` ({"set": {...}, "del": [...]}) changes the run's cache as the task's own
@@ -163,10 +191,17 @@ class Client:
                 f"the token for step {claims.seq} (attempt {claims.attempt}) of run "
                 f"{claims.run} was already used"
             ) from None
-        self.runtime.report(wire.envelope(
-            wire.TASK_RESULT, app=self.app.name, run=claims.run, seq=claims.seq,
-            attempt=claims.attempt, task=claims.task, **fields,
-        ))
+        self.runtime.report(
+            wire.envelope(
+                wire.TASK_RESULT,
+                app=self.app.name,
+                run=claims.run,
+                seq=claims.seq,
+                attempt=claims.attempt,
+                task=claims.task,
+                **fields,
+            )
+        )
 
     def _require(self, run_id: str) -> None:
         if self.runtime.index.get(run_id) is None:

@@ -100,7 +100,9 @@ class Response:
     """A seed task's outcome. `send()` finishes the task (success or failure per
     `context.success`) and applies its cache changes to the run."""
 
-    def __init__(self, cloud: Cloud, db_interface: Any, workflow_name: str, context: Context) -> None:
+    def __init__(
+        self, cloud: Cloud, db_interface: Any, workflow_name: str, context: Context
+    ) -> None:
         self.cloud = cloud
         self.workflow_name = workflow_name
         self.context = context
@@ -125,22 +127,22 @@ def _workflow() -> WorkflowContext:
     return ctx
 
 
-def InitWorkflow(cloud: Cloud, name: str, db: DB, context: Any) -> None:  # noqa: N802 - seed name
+def InitWorkflow(cloud: Cloud, name: str, db: DB, context: Any) -> None:
     """Kept for the seed's handler: the engine already knows the run it replays."""
     _workflow()
 
 
-def GetCache() -> dict[str, Any]:  # noqa: N802 - seed name
+def GetCache() -> dict[str, Any]:
     """The run's cache: tasks' changes appear in it as their `Call` returns."""
     return _workflow().cache
 
 
-def Call(task_name: str) -> None:  # noqa: N802 - seed name
+def Call(task_name: str) -> None:
     """Run one task and wait until its `Response` arrives."""
     _workflow().call(task_name).result()
 
 
-def ParallelCall(*task_names: str) -> None:  # noqa: N802 - seed name
+def ParallelCall(*task_names: str) -> None:
     """Run several tasks at once and wait for all their `Response`s."""
     ctx = _workflow()
     ctx.parallel(*(ctx.call(name) for name in task_names))
@@ -151,7 +153,7 @@ class _Done:
         return "Done()"
 
 
-def Done() -> Any:  # noqa: N802 - seed name
+def Done() -> Any:
     """Mark the workflow complete; the run's output is its final cache."""
     return _Done()
 

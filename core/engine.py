@@ -51,7 +51,6 @@ from switchboard.errors import (
     SerializationError,
     TaskFailed,
     TransientProviderError,
-    UnknownName,
     describe,
 )
 from switchboard.execution import Invocation, Outcome, apply_cache_delta, execute, failure
@@ -164,15 +163,23 @@ class Engine:
         remaining = float(message["due"]) - time.time()
         if remaining <= 0.05:
             return False
-        body = {"v": wire.VERSION, "kind": message.kind, "id": message.id, "app": message.app,
-                "run": message.run, **message.fields}
+        body = {
+            "v": wire.VERSION,
+            "kind": message.kind,
+            "id": message.id,
+            "app": message.app,
+            "run": message.run,
+            **message.fields,
+        }
         self.send_timer(body, remaining)
         return True
 
     def send_timer(self, body: dict[str, Any], delay: float) -> None:
         caps = self.invocations.capabilities
         encoded = wire.encode(body, caps.max_message_bytes, self.blobs)
-        retrying(lambda: self.invocations.send([encoded], delay=max(0.0, min(delay, caps.max_delay))))
+        retrying(
+            lambda: self.invocations.send([encoded], delay=max(0.0, min(delay, caps.max_delay)))
+        )
 
     def _route(self, run_id: str, inbound: _Inbound) -> None:
         with self._lock:
@@ -294,7 +301,7 @@ class RunDriver:
                     self.engine.on_finished(self.run_id)
         except _Stop:
             leftover = Settlement("release")
-        except Exception:  # noqa: BLE001 - a provider outage or a bug: retry the messages later
+        except Exception:  # a provider outage or a bug: retry the messages later
             log.exception("run %s: engine error; its messages will be retried", self.run_id)
             leftover = Settlement("release", delay=5.0)
         finally:
@@ -327,15 +334,25 @@ class RunDriver:
 
     def schedule_task(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         seq = self._claim_seq()
-        encoded = wire.dumps({"args": list(args), "kwargs": kwargs}, what=f"the input of task {name!r}")
+        encoded = wire.dumps(
+            {"args": list(args), "kwargs": kwargs}, what=f"the input of task {name!r}"
+        )
         fingerprint = wire.digest(encoded)
         step = self.view.steps.get(seq)
         if step is not None:
             self._check(step, TASK, name, fingerprint)
         else:
             self.engine.app.get_task(name)
-            self._add({"e": "step.scheduled", "seq": seq, "kind": TASK, "name": name,
-                       "digest": fingerprint, "input": json.loads(encoded)})
+            self._add(
+                {
+                    "e": "step.scheduled",
+                    "seq": seq,
+                    "kind": TASK,
+                    "name": name,
+                    "digest": fingerprint,
+                    "input": json.loads(encoded),
+                }
+            )
             step = self.view.steps[seq]
             self._to_dispatch.append(seq)
         assert self.ctx is not None
@@ -351,8 +368,16 @@ class RunDriver:
             self._check(step, SLEEP, "sleep", fingerprint)
             return seq
         due = time.time() + seconds
-        self._add({"e": "step.scheduled", "seq": seq, "kind": SLEEP, "name": "sleep",
-                   "digest": fingerprint, "due": due})
+        self._add(
+            {
+                "e": "step.scheduled",
+                "seq": seq,
+                "kind": SLEEP,
+                "name": "sleep",
+                "digest": fingerprint,
+                "due": due,
+            }
+        )
         self._timer("sleep", seq, 1, due)
         return seq
 
@@ -364,12 +389,28 @@ class RunDriver:
             self._check(step, EVENT, name, fingerprint)
             return seq
         due = time.time() + timeout if timeout is not None else None
-        self._add({"e": "step.scheduled", "seq": seq, "kind": EVENT, "name": name,
-                   "digest": fingerprint, "timeout": timeout, "due": due})
+        self._add(
+            {
+                "e": "step.scheduled",
+                "seq": seq,
+                "kind": EVENT,
+                "name": name,
+                "digest": fingerprint,
+                "timeout": timeout,
+                "due": due,
+            }
+        )
         buffered = next((s for s in self.view.signals if s["name"] == name), None)
         if buffered is not None:
-            self._add({"e": "step.completed", "seq": seq, "attempt": 1,
-                       "result": buffered["payload"], "signal": buffered["id"]})
+            self._add(
+                {
+                    "e": "step.completed",
+                    "seq": seq,
+                    "attempt": 1,
+                    "result": buffered["payload"],
+                    "signal": buffered["id"],
+                }
+            )
         elif due is not None:
             self._timer("event-timeout", seq, 1, due)
         return seq
@@ -392,8 +433,12 @@ class RunDriver:
         error = step.error or {}
         if step.kind == EVENT:
             raise EventTimeout(error.get("message", f"event {step.name!r} timed out"))
-        raise TaskFailed(step.name, error.get("type", "Error"), error.get("message", ""),
-                         error.get("traceback", ""))
+        raise TaskFailed(
+            step.name,
+            error.get("type", "Error"),
+            error.get("message", ""),
+            error.get("traceback", ""),
+        )
 
     def _claim_seq(self) -> int:
         seq = self._next_seq
@@ -523,18 +568,37 @@ class RunDriver:
             self._record_outcome(step, Outcome("error", error=failure(timeout, retryable=True)))
         elif purpose == "event-timeout" and step.kind == EVENT:
             timed_out = EventTimeout(f"no {step.name!r} event within {step.timeout}s")
-            self._add({"e": "step.failed", "seq": step.seq, "attempt": 1,
-                       "error": failure(timed_out, retryable=False)})
+            self._add(
+                {
+                    "e": "step.failed",
+                    "seq": step.seq,
+                    "attempt": 1,
+                    "error": failure(timed_out, retryable=False),
+                }
+            )
 
     def _on_signal(self, message: wire.Message) -> None:
         name = message["name"]
-        self._add({"e": "signal.received", "id": message.id, "name": name,
-                   "payload": message.get("payload")})
+        self._add(
+            {
+                "e": "signal.received",
+                "id": message.id,
+                "name": name,
+                "payload": message.get("payload"),
+            }
+        )
         waiting = [s for s in self.view.open_steps() if s.kind == EVENT and s.name == name]
         if waiting:
             step = min(waiting, key=lambda s: s.seq)
-            self._add({"e": "step.completed", "seq": step.seq, "attempt": 1,
-                       "result": message.get("payload"), "signal": message.id})
+            self._add(
+                {
+                    "e": "step.completed",
+                    "seq": step.seq,
+                    "attempt": 1,
+                    "result": message.get("payload"),
+                    "signal": message.id,
+                }
+            )
 
     def _record_outcome(self, step: StepState, outcome: Outcome) -> None:
         base = {"seq": step.seq, "attempt": step.attempt}
@@ -562,10 +626,17 @@ class RunDriver:
         self._pending.append(event)
 
     def _timer(self, purpose: str, seq: int, attempt: int, due: float) -> None:
-        self._timers.append(wire.envelope(
-            wire.TIMER_FIRED, app=self.engine.app.name, run=self.run_id,
-            seq=seq, attempt=attempt, purpose=purpose, due=due,
-        ))
+        self._timers.append(
+            wire.envelope(
+                wire.TIMER_FIRED,
+                app=self.engine.app.name,
+                run=self.run_id,
+                seq=seq,
+                attempt=attempt,
+                purpose=purpose,
+                due=due,
+            )
+        )
 
     # -- committing ----------------------------------------------------------------------------
 
@@ -582,8 +653,13 @@ class RunDriver:
             self._settle_held(ACK)
 
     def _commit(self) -> None:
-        entry = {"v": wire.VERSION, "n": self.view.next_n, "at": time.time(),
-                 "consumed": self._pending_consumed, "events": self._pending}
+        entry = {
+            "v": wire.VERSION,
+            "n": self.view.next_n,
+            "at": time.time(),
+            "consumed": self._pending_consumed,
+            "events": self._pending,
+        }
         try:
             data = wire.dumps(entry, what="a history entry")
         except SerializationError as exc:  # pragma: no cover - values were checked on entry
@@ -622,10 +698,16 @@ class RunDriver:
                 step = self.view.steps[seq]
                 invocation = self._invocation(step)
                 message = wire.envelope(
-                    wire.TASK_INVOKE, app=engine.app.name, run=self.run_id, seq=seq,
-                    attempt=step.attempt, task=step.name,
+                    wire.TASK_INVOKE,
+                    app=engine.app.name,
+                    run=self.run_id,
+                    seq=seq,
+                    attempt=step.attempt,
+                    task=step.name,
                     input={"args": invocation.args, "kwargs": invocation.kwargs},
-                    cache=invocation.cache, token=invocation.token, timeout=invocation.timeout,
+                    cache=invocation.cache,
+                    token=invocation.token,
+                    timeout=invocation.timeout,
                 )
                 bodies.append(wire.encode(message, limit, engine.blobs))
                 if invocation.timeout is not None:
@@ -643,9 +725,14 @@ class RunDriver:
         )
         step_input = step.input or {}
         return Invocation(
-            run=self.run_id, seq=step.seq, attempt=step.attempt, task=step.name,
-            args=step_input.get("args", []), kwargs=step_input.get("kwargs", {}),
-            cache=step.cache or {}, token=token,
+            run=self.run_id,
+            seq=step.seq,
+            attempt=step.attempt,
+            task=step.name,
+            args=step_input.get("args", []),
+            kwargs=step_input.get("kwargs", {}),
+            cache=step.cache or {},
+            token=token,
             timeout=task.timeout if task is not None else None,
         )
 

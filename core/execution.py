@@ -82,7 +82,9 @@ class Outcome:
 
     @classmethod
     def from_message(cls, message: wire.Message) -> Outcome:
-        return cls(message["outcome"], message.get("result"), message.get("error"), message.get("cache"))
+        return cls(
+            message["outcome"], message.get("result"), message.get("error"), message.get("cache")
+        )
 
 
 def failure(exc: BaseException, *, retryable: bool) -> dict[str, Any]:
@@ -107,7 +109,9 @@ def apply_cache_delta(cache: dict[str, Any], delta: dict[str, Any] | None) -> No
 _loops = threading.local()
 
 
-def _run_coroutine(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: float | None) -> Any:
+def _run_coroutine(
+    task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: float | None
+) -> Any:
     # One event loop per thread, reused: creating a loop per call costs more than the call.
     loop = getattr(_loops, "loop", None)
     if loop is None:
@@ -136,11 +140,14 @@ def execute(app: App, invocation: Invocation) -> Outcome:
     )
     call: Callable[[], Any]
     if task.is_async:
+
         def call() -> Any:
             return _run_coroutine(task, invocation.args, invocation.kwargs, invocation.timeout)
     else:
+
         def call() -> Any:
             return task.fn(*invocation.args, **invocation.kwargs)
+
     try:
         value = run_in_task(ctx, call)
     except NonRetryableError as exc:
@@ -162,7 +169,9 @@ def execute(app: App, invocation: Invocation) -> Outcome:
 class TaskRunner:
     """Runs `task.invoke` messages in this process and reports each outcome."""
 
-    def __init__(self, app: App, blobs: wire.Blobs, report: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, app: App, blobs: wire.Blobs, report: Callable[[dict[str, Any]], None]
+    ) -> None:
         self._app = app
         self._blobs = blobs
         self._report = report
@@ -189,4 +198,3 @@ def result_message(app: str, invocation: Invocation, outcome: Outcome) -> dict[s
         task=invocation.task,
         **outcome.message_fields(),
     )
-

@@ -170,9 +170,7 @@ class RunView:
             run_id=self.run_id,
             workflow=self.workflow,
             status=self.live_status(),
-            steps=[
-                StepInfo(s.seq, s.kind, s.name, s.attempt, s.status) for s in self.open_steps()
-            ],
+            steps=[StepInfo(s.seq, s.kind, s.name, s.attempt, s.status) for s in self.open_steps()],
             error=self.error,
             output=self.output,
             created=self.created,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pluggy
-
 from switchboard.interfaces import ProviderSpec
 
 PROJECT = "switchboard"

@@ -19,14 +19,29 @@ class RunIndex:
         self.partition = f"runs.{app_name}"
 
     def create(self, run_id: str, workflow: str, created: float) -> None:
-        self._write(run_id, {"workflow": workflow, "status": "pending", "created": created,
-                             "updated": created, "n": 1})
+        self._write(
+            run_id,
+            {
+                "workflow": workflow,
+                "status": "pending",
+                "created": created,
+                "updated": created,
+                "n": 1,
+            },
+        )
 
     def update(self, view: RunView) -> None:
         """Record the run's current status unless a later entry was already indexed."""
-        self._write(view.run_id, {"workflow": view.workflow, "status": view.live_status(),
-                                  "created": view.created, "updated": view.updated,
-                                  "n": view.next_n})
+        self._write(
+            view.run_id,
+            {
+                "workflow": view.workflow,
+                "status": view.live_status(),
+                "created": view.created,
+                "updated": view.updated,
+                "n": view.next_n,
+            },
+        )
 
     def _write(self, run_id: str, value: dict[str, Any]) -> None:
         while True:
@@ -34,8 +49,12 @@ class RunIndex:
             if record is not None and json.loads(record.value).get("n", 0) > value["n"]:
                 return
             try:
-                self._store.put(self.partition, run_id, wire.dumps(value),
-                                expect=record.version if record else ABSENT)
+                self._store.put(
+                    self.partition,
+                    run_id,
+                    wire.dumps(value),
+                    expect=record.version if record else ABSENT,
+                )
                 return
             except Conflict:
                 continue
@@ -46,7 +65,8 @@ class RunIndex:
 
     def list(self) -> list[dict[str, Any]]:
         """Every indexed run, oldest first (run ids sort by creation time)."""
-        runs, cursor = [], None
+        runs: list[dict[str, Any]] = []
+        cursor = None
         while True:
             page = self._store.scan(self.partition, limit=500, cursor=cursor)
             runs.extend({"run_id": r.key, **json.loads(r.value)} for r in page.records)

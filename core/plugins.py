@@ -15,7 +15,6 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
-
 from switchboard import hookspecs
 from switchboard.config import build_config
 from switchboard.errors import ProviderLoadError, UnknownName

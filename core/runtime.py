@@ -21,7 +21,14 @@ from switchboard.errors import ConfigError
 from switchboard.execution import TaskRunner
 from switchboard.executors import QueueExecutor, queue_executor
 from switchboard.index import RunIndex
-from switchboard.interfaces import Broker, Executor, ExecutorFactory, ExecutorHost, Queue, StateStore
+from switchboard.interfaces import (
+    Broker,
+    Executor,
+    ExecutorFactory,
+    ExecutorHost,
+    Queue,
+    StateStore,
+)
 from switchboard.plugins import Registry, registry
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
@@ -74,19 +81,35 @@ class Runtime:
         self._pool: TaskPool | None = None
         if workers > 0:
             self.engine = Engine(
-                app, store, self.blobs, self.invocations, self.executor, self.signer, self.index,
+                app,
+                store,
+                self.blobs,
+                self.invocations,
+                self.executor,
+                self.signer,
+                self.index,
                 inline_tasks=True if inline_tasks is None else inline_tasks,
                 on_finished=self._finished,
             )
-            consumer_args = {"lease": lease, "max_inflight": max_inflight}
             self._consumers.append(
-                Consumer(self.invocations, self.engine.handle, name="invocations", **consumer_args)
+                Consumer(
+                    self.invocations,
+                    self.engine.handle,
+                    name="invocations",
+                    lease=lease,
+                    max_inflight=max_inflight,
+                )
             )
             if isinstance(self.executor, QueueExecutor):
                 self._pool = TaskPool(self.task_runner.run, workers)
                 self._consumers.append(
-                    Consumer(self.executor.queue, self._pool, name="tasks",
-                             lease=lease, max_inflight=workers * 2)
+                    Consumer(
+                        self.executor.queue,
+                        self._pool,
+                        name="tasks",
+                        lease=lease,
+                        max_inflight=workers * 2,
+                    )
                 )
             for consumer in self._consumers:
                 consumer.start()
@@ -138,7 +161,9 @@ class Runtime:
         self.broker.close()
 
 
-def _executor_factory(name: str | None, default_provider: str, reg: Registry) -> tuple[ExecutorFactory, str | None]:
+def _executor_factory(
+    name: str | None, default_provider: str, reg: Registry
+) -> tuple[ExecutorFactory, str | None]:
     """Resolve `executor=`: "queue" (core), "<provider>" (its default) or "<provider>.<name>"."""
     if name == "queue":
         return queue_executor, None
@@ -149,7 +174,9 @@ def _executor_factory(name: str | None, default_provider: str, reg: Registry) ->
         return (factory, provider) if factory else (queue_executor, None)
     if variant not in spec.executors:
         known = ", ".join(f"{provider}.{n}" for n in spec.executors if n != "default") or "none"
-        raise ConfigError(f"the {provider} provider has no executor {variant!r}; it offers: {known}")
+        raise ConfigError(
+            f"the {provider} provider has no executor {variant!r}; it offers: {known}"
+        )
     return spec.executors[variant], provider
 
 
@@ -187,15 +214,22 @@ def build_runtime(
         spec = reg.get(name)
         factory = getattr(spec, kind)
         if factory is None:
-            raise ConfigError(f"the {name} provider offers no {kind}; try another provider for {kind}")
+            raise ConfigError(
+                f"the {name} provider offers no {kind}; try another provider for {kind}"
+            )
         return lambda cfg: factory(cfg)
 
     broker = component(queue_name, "broker")(configs[queue_name])
     store = component(state_name, "state")(configs[state_name])
     return Runtime(
-        app, broker, store, executor_factory,
+        app,
+        broker,
+        store,
+        executor_factory,
         configs.get(executor_provider) if executor_provider else None,
-        workers=workers, inline_tasks=inline_tasks, **options,
+        workers=workers,
+        inline_tasks=inline_tasks,
+        **options,
     )
 
 
@@ -220,8 +254,15 @@ def connect(
     from switchboard.client import Client
 
     runtime = build_runtime(
-        app, provider, queue=queue, state=state, executor=executor, workers=workers,
-        inline_tasks=inline_tasks, config=config, settings=settings,
+        app,
+        provider,
+        queue=queue,
+        state=state,
+        executor=executor,
+        workers=workers,
+        inline_tasks=inline_tasks,
+        config=config,
+        settings=settings,
     )
     return Client(runtime)
 

@@ -147,7 +147,7 @@ def _validate(data: dict[str, Any]) -> Message:
         raise MalformedMessage(f"unknown message kind {kind!r}")
     for name, types in {**_COMMON, **_FIELDS[kind]}.items():
         value = data.get(name)
-        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join(t.__name__ for t in types)
             raise MalformedMessage(f"{kind} field {name!r} must be {expected}, got {value!r}")
     if kind == TASK_RESULT and data["outcome"] not in OUTCOMES:

@@ -81,7 +81,9 @@ class Consumer:
             if self._stopping.is_set():
                 return
             try:
-                deliveries = self.source.receive(min(room, batch), wait=self._poll, lease=self._lease)
+                deliveries = self.source.receive(
+                    min(room, batch), wait=self._poll, lease=self._lease
+                )
             except ProviderError as exc:
                 log.warning("%s: receive failed (%s); retrying", self._name, exc)
                 time.sleep(1.0)
@@ -95,7 +97,7 @@ class Consumer:
     def _dispatch(self, delivery: Delivery) -> None:
         try:
             future = self._handler(delivery)
-        except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the consumer
+        except Exception as exc:  # a handler bug must not stop the consumer
             log.exception("%s: handler failed on %s", self._name, delivery.id)
             future = Future()
             future.set_result(Settlement("release", delay=5.0, reason=str(exc)))
@@ -167,7 +169,9 @@ class Consumer:
                     if delivery.id in self._inflight:
                         self._inflight[delivery.id] = (delivery, time.monotonic())
             except LeaseLost:
-                log.warning("%s: lease on %s was lost; it will be redelivered", self._name, delivery.id)
+                log.warning(
+                    "%s: lease on %s was lost; it will be redelivered", self._name, delivery.id
+                )
             except ProviderError as exc:
                 log.warning("%s: could not extend %s: %s", self._name, delivery.id, exc)
 
@@ -176,7 +180,9 @@ class Consumer:
             operation()
         except ProviderError as exc:
             # The message comes back after its lease: at-least-once covers this.
-            log.warning("%s: settling failed (%s); the message will be redelivered", self._name, exc)
+            log.warning(
+                "%s: settling failed (%s); the message will be redelivered", self._name, exc
+            )
 
 
 class TaskPool:

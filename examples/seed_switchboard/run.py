@@ -1,6 +1,6 @@
 """Run the seed project's example on Switchboard's embedded local provider.
 
-    python examples/seed_switchboard/run.py [--db runs.db]
+python examples/seed_switchboard/run.py [--db runs.db]
 """
 
 import argparse
@@ -9,11 +9,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import switchboard as sb  # noqa: E402
-from switchboard.compat import app_from  # noqa: E402
-
-from main import workflow_handler  # noqa: E402
-from tasks import directory_map  # noqa: E402
+import switchboard as sb
+from main import workflow_handler
+from switchboard.compat import app_from
+from tasks import directory_map
 
 app = app_from(workflow_handler, directory_map, name="my_first_workflow")
 

@@ -11,6 +11,7 @@ import sys
 import time
 
 import switchboard as sb
+
 from examples.shop.shop import app
 
 

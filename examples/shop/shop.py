@@ -1,6 +1,6 @@
 """The demo shop: every workflow feature in one order-fulfilment run.
 
-    switchboard run examples.shop.shop:app fulfil --input '{"order": {"id": "o-1", "total": 42}}'
+switchboard run examples.shop.shop:app fulfil --input '{"order": {"id": "o-1", "total": 42}}'
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class ThreadExecutor:
     def _run(self, body: bytes) -> None:
         try:
             self._host.run_task(body)
-        except Exception:  # noqa: BLE001 - keep the pool alive; the run's timers cover it
+        except Exception:  # keep the pool alive; the run's timers cover a lost task
             log.exception("task invocation could not run")
 
     def close(self) -> None:

@@ -34,7 +34,8 @@ def check_send(queue: Queue, bodies: Sequence[bytes], delay: float) -> None:
     caps = queue.capabilities
     if len(bodies) > caps.max_batch:
         raise UnsupportedOperation(
-            f"queue {queue.name!r} takes at most {caps.max_batch} bodies per send, got {len(bodies)}"
+            f"queue {queue.name!r} takes at most {caps.max_batch} bodies per send, "
+            f"got {len(bodies)}"
         )
     if delay > caps.max_delay:
         raise UnsupportedOperation(
@@ -233,7 +234,9 @@ class SqliteQueue:
 
     capabilities = SQLITE_CAPABILITIES
 
-    def __init__(self, database: Database, name: str, max_attempts: int, *, dead: str | None) -> None:
+    def __init__(
+        self, database: Database, name: str, max_attempts: int, *, dead: str | None
+    ) -> None:
         self._db = database
         self.name = name
         self.max_attempts = max_attempts
@@ -278,8 +281,8 @@ class SqliteQueue:
                     continue
                 token = uuid.uuid4().hex
                 db.execute(
-                    "UPDATE messages SET attempt = attempt + 1, visible_at = ?, lease = ?, owner = ? "
-                    "WHERE channel = ? AND id = ?",
+                    "UPDATE messages SET attempt = attempt + 1, visible_at = ?, lease = ?, "
+                    "owner = ? WHERE channel = ? AND id = ?",
                     (now + lease, token, self._db.owner, self.name, message_id),
                 )
                 taken.append(Delivery(bytes(body), message_id, attempt + 1, token))
@@ -293,7 +296,9 @@ class SqliteQueue:
             )
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
-        self._update_lease(delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay)
+        self._update_lease(
+            delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay
+        )
         with self._db.changed:
             self._db.changed.notify_all()
 
@@ -344,13 +349,12 @@ class _SqliteDeadLetters(SqliteQueue):
         taken = super()._take(max_messages, lease)
         if not taken:
             return taken
-        reasons = dict(
-            self._db.read(
-                f"SELECT id, reason FROM messages WHERE channel = ? AND id IN "
-                f"({','.join('?' * len(taken))})",
-                (self.name, *[d.id for d in taken]),
-            )
+        rows = self._db.read(
+            f"SELECT id, reason FROM messages WHERE channel = ? AND id IN "
+            f"({','.join('?' * len(taken))})",
+            (self.name, *[d.id for d in taken]),
         )
+        reasons = {row[0]: row[1] for row in rows}
         return [
             Delivery(d.body, d.id, d.attempt, d.handle, str(reasons.get(d.id) or "") or None)
             for d in taken

@@ -78,7 +78,7 @@ class MemoryStateStore:
         check_write(self.capabilities, key, value, ttl)
         with self._lock:
             current = self._live(partition, key)
-            check_expectation(current and current.version, expect, partition, key)
+            check_expectation(current.version if current else None, expect, partition, key)
             keys, entries = self._partitions.setdefault(partition, ([], {}))
             if key not in entries:
                 bisect.insort(keys, key)
@@ -90,7 +90,7 @@ class MemoryStateStore:
     def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:
         with self._lock:
             current = self._live(partition, key)
-            check_expectation(current and current.version, expect, partition, key)
+            check_expectation(current.version if current else None, expect, partition, key)
             if current is not None:
                 self._remove(partition, key)
 
@@ -154,7 +154,7 @@ class SqliteStateStore:
         if not rows:
             return None
         value, version = rows[0]
-        return Record(key, bytes(value), str(version))  # type: ignore[arg-type]
+        return Record(key, _bytes(value), str(version))
 
     def put(
         self,
@@ -179,7 +179,9 @@ class SqliteStateStore:
 
     def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:
         with self._db.transaction() as db:
-            check_expectation(self._version(db, partition, key, time.time()), expect, partition, key)
+            check_expectation(
+                self._version(db, partition, key, time.time()), expect, partition, key
+            )
             db.execute("DELETE FROM records WHERE partition = ? AND key = ?", (partition, key))
 
     def scan(
@@ -199,7 +201,7 @@ class SqliteStateStore:
         sql += " ORDER BY key LIMIT ?"
         parameters.append(limit + 1)
         rows = self._db.read(sql, tuple(parameters))
-        records = [Record(str(k), bytes(v), str(ver)) for k, v, ver in rows[:limit]]  # type: ignore[call-overload]
+        records = [Record(str(k), _bytes(v), str(ver)) for k, v, ver in rows[:limit]]
         return Page(records, records[-1].key if len(rows) > limit else None)
 
     def close(self) -> None:
@@ -215,6 +217,11 @@ class SqliteStateStore:
             (partition, key, now),
         ).fetchone()
         return None if row is None else str(row[0])
+
+
+def _bytes(value: object) -> bytes:
+    assert isinstance(value, bytes)
+    return value
 
 
 def _prefix_end(prefix: str) -> str | None:
