@@ -151,6 +151,8 @@ class Runtime:
         if _active.get(self.app.name) is self:
             del _active[self.app.name]
         for consumer in self._consumers:
+            consumer.stop_taking()
+        for consumer in self._consumers:
             consumer.stop(grace)
         if self.engine is not None:
             self.engine.close()

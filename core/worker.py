@@ -33,7 +33,7 @@ class Consumer:
         *,
         max_inflight: int = 64,
         lease: float = 30.0,
-        poll: float = 1.0,
+        poll: float = 0.5,
         name: str = "consumer",
     ) -> None:
         self.source = source
@@ -56,9 +56,13 @@ class Consumer:
             thread.start()
         return self
 
+    def stop_taking(self) -> None:
+        """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
+        self._stopping.set()
+
     def stop(self, grace: float = 10.0) -> None:
         """Take no more work; wait up to `grace` for held deliveries, release the rest."""
-        self._stopping.set()
+        self.stop_taking()
         deadline = time.monotonic() + grace
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.02)

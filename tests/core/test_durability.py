@@ -1,0 +1,201 @@
+"""Crash safety of the durable local mode, and the engine's handling of duplicates,
+malformed messages and non-deterministic workflow code."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import switchboard as sb
+from switchboard import wire
+
+HERE = Path(__file__).parent
+
+
+def _completed_steps(path: str, run_id: str) -> set[int]:
+    from tests.core.crash_app import app
+
+    with sb.local(app, path=path, workers=0) as client:
+        return {e.data["seq"] for e in client.history(run_id) if e.type == "step.completed"}
+
+
+def test_sigkill_mid_run_then_a_fresh_process_resumes(tmp_path: Path) -> None:
+    db, log = str(tmp_path / "runs.db"), tmp_path / "executions.log"
+    env = {**os.environ, "CRASH_LOG": str(log), "PYTHONPATH": str(HERE.parent.parent)}
+    script = str(HERE / "crash_app.py")
+    first = subprocess.Popen(
+        [sys.executable, script, db, "start", "40"], stdout=subprocess.PIPE, env=env, text=True
+    )
+    assert first.stdout is not None
+    run_id = first.stdout.readline().strip()
+    deadline = time.monotonic() + 30
+    while (not log.exists() or len(log.read_text().split()) < 10) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    done_before = _completed_steps(db, run_id)
+    assert 5 <= len(done_before) < 40, "the kill must land mid-run"
+
+    second = subprocess.run(
+        [sys.executable, script, db, "resume", run_id],
+        capture_output=True, env=env, text=True, timeout=120,
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == str(sum(range(40)))
+    runs = collections.Counter(int(line) for line in log.read_text().split())
+    assert set(runs) == set(range(40)), "every step ran"
+    again = {step: count for step, count in runs.items() if step in done_before and count > 1}
+    assert not again, f"steps completed before the kill ran again after it: {again}"
+    # At most the step in flight when the process died runs twice (at-least-once).
+    assert sum(runs.values()) <= 41
+
+
+def _waiting_run(client: sb.Client, workflow: str, **kwargs: Any) -> str:
+    run_id = client.start(workflow, **kwargs)
+    deadline = time.monotonic() + 10
+    while client.status(run_id).status != "waiting":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return run_id
+
+
+def test_duplicate_results_and_signals_are_harmless(local_mode: str, tmp_path: Path) -> None:
+    app = sb.App("dupes")
+    tokens: list[str] = []
+
+    @app.task
+    def ask() -> Any:
+        tokens.append(sb.current_task().token)
+        return sb.pending()
+
+    @app.workflow
+    def run(ctx: sb.Context) -> Any:
+        return {"answer": ask(), "event": ctx.wait_for_event("go"), "cache": ctx.cache}
+
+    path = str(tmp_path / "d.db") if local_mode == "sqlite" else None
+    with sb.local(app, path=path) as client:
+        run_id = _waiting_run(client, "run")
+        runtime = client.runtime
+        claims = runtime.signer.verify(tokens[0], app.name)
+        result = wire.envelope(
+            wire.TASK_RESULT, app=app.name, run=run_id, seq=claims.seq,
+            attempt=claims.attempt, task="ask", outcome="ok", result=1,
+            cache={"set": {"n": 1}, "del": []},
+        )
+        for _ in range(3):  # the same message delivered three times
+            runtime.report(result)
+        late = dict(result, id=wire.new_id(), result=2)  # another result for a settled step
+        runtime.report(late)
+        signal_message = wire.envelope(
+            wire.RUN_SIGNAL, app=app.name, run=run_id, name="go", payload="first"
+        )
+        runtime.report(signal_message)
+        runtime.report(signal_message)
+        status = client.wait(run_id, timeout=30)
+        assert status.output == {"answer": 1, "event": "first", "cache": {"n": 1}}
+        history = client.history(run_id)
+        outcomes = collections.Counter(
+            e.data["seq"] for e in history if e.type in ("step.completed", "step.failed")
+        )
+        assert all(count == 1 for count in outcomes.values()), outcomes
+        assert sum(e.type == "signal.received" for e in history) == 1
+
+
+def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(local_mode: str, tmp_path: Path) -> None:
+    app = sb.App("garbage")
+
+    @app.workflow
+    def run(ctx: sb.Context) -> str:
+        return "still working"
+
+    path = str(tmp_path / "g.db") if local_mode == "sqlite" else None
+    with sb.local(app, path=path) as client:
+        runtime = client.runtime
+        bad = {
+            b"\x80\x81 not json": "not JSON",
+            b"[1, 2]": "expected a JSON object",
+            b'{"v": 99, "kind": "run.start"}': "unsupported wire version 99",
+            b'{"v": 1, "kind": "run.explode", "id": "x", "app": "garbage", "run": "r"}': (
+                "unknown message kind 'run.explode'"
+            ),
+            b'{"v": 1, "kind": "task.result", "id": "x", "app": "garbage", "run": "r"}': (
+                "task.result field 'seq' must be int"
+            ),
+            b'{"v": 1, "kind": "run.start", "id": "x", "app": "other", "run": "r"}': (
+                "message for app 'other' reached app 'garbage'"
+            ),
+            b'{"v": 1, "kind": "run.start", "id": "x", "app": "garbage", "run": "nope"}': (
+                "no run with id 'nope'"
+            ),
+        }
+        runtime.invocations.send(list(bad))
+        assert client.wait(client.start("run"), timeout=30).output == "still working"
+        dead = runtime.invocations.dead_letters()
+        found: dict[bytes, str | None] = {}
+        deadline = time.monotonic() + 10
+        while len(found) < len(bad) and time.monotonic() < deadline:
+            for delivery in dead.receive(10, wait=0.2):
+                found[delivery.body] = delivery.reason
+                dead.ack([delivery])
+        assert set(found) == set(bad), "every malformed message is kept, body intact"
+        for body, reason in found.items():
+            assert reason is not None and bad[body] in reason, (body, reason)
+
+
+def test_changed_workflow_code_fails_with_nondeterminism(tmp_path: Path) -> None:
+    path = str(tmp_path / "nd.db")
+    app = sb.App("drift")
+    version = {"calls": "a"}
+
+    @app.task
+    def a() -> str:
+        return "a"
+
+    @app.task
+    def b() -> str:
+        return "b"
+
+    @app.workflow
+    def run(ctx: sb.Context) -> Any:
+        first = a() if version["calls"] == "a" else b()
+        return [first, ctx.wait_for_event("go")]
+
+    with sb.local(app, path=path) as client:
+        run_id = _waiting_run(client, "run")
+    version["calls"] = "b"  # a deploy changed the code under a live run
+    with sb.local(app, path=path) as client:
+        client.signal(run_id, "go")
+        with pytest.raises(sb.RunFailed) as failed:
+            client.wait(run_id, timeout=30)
+    error = failed.value.status.error
+    assert error is not None and error["type"] == "NonDeterminismError"
+    assert "step 0" in error["message"] and "'a'" in error["message"] and "'b'" in error["message"]
+
+
+def test_a_run_survives_a_clean_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "restart.db")
+    app = sb.App("restart")
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow
+    def run(ctx: sb.Context, x: int) -> int:
+        y = double(x)
+        ctx.sleep(0.5)
+        return double(y)
+
+    with sb.local(app, path=path) as client:
+        run_id = client.start("run", x=5)
+        time.sleep(0.2)
+    with sb.local(app, path=path) as client:
+        assert client.wait(run_id, timeout=30).output == 20
