@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pluggy
+
 from switchboard.interfaces import ProviderSpec
 
 PROJECT = "switchboard"

@@ -15,9 +15,10 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+
 from switchboard import hookspecs
 from switchboard.config import build_config
-from switchboard.errors import ProviderLoadError, UnknownName
+from switchboard.errors import ConfigError, ProviderLoadError, UnknownName
 from switchboard.interfaces import ProviderSpec
 
 GROUP = "switchboard"
@@ -101,8 +102,17 @@ class Registry:
         return installed.spec
 
     def config(self, name: str, values: dict[str, Any]) -> Any:
-        """Build and validate the provider's typed settings from `values` and environment."""
+        """Build and validate the provider's typed settings from `values` and environment.
+
+        A provider whose SDK is not installed is refused first, naming the extra to install.
+        """
+        installed = self.all().get(name)
         spec = self.get(name)
+        if installed is not None and not installed.sdk_installed:
+            missing = [m for m in spec.requires if not _importable(m)]
+            raise ConfigError(
+                f"the {name} provider needs {', '.join(missing)}: {installed.install_hint()}"
+            )
         return build_config(spec.config, values, provider=name)
 
     # -- loading ----------------------------------------------------------------------------

@@ -9,10 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import switchboard as sb
 from main import workflow_handler
-from switchboard.compat import app_from
 from tasks import directory_map
+
+import switchboard as sb
+from switchboard.compat import app_from
 
 app = app_from(workflow_handler, directory_map, name="my_first_workflow")
 

@@ -11,7 +11,6 @@ import sys
 import time
 
 import switchboard as sb
-
 from examples.shop.shop import app
 
 

@@ -46,7 +46,10 @@ def test_sigkill_mid_run_then_a_fresh_process_resumes(tmp_path: Path) -> None:
 
     second = subprocess.run(
         [sys.executable, script, db, "resume", run_id],
-        capture_output=True, env=env, text=True, timeout=120,
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=120,
     )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == str(sum(range(40)))
@@ -86,8 +89,14 @@ def test_duplicate_results_and_signals_are_harmless(local_mode: str, tmp_path: P
         runtime = client.runtime
         claims = runtime.signer.verify(tokens[0], app.name)
         result = wire.envelope(
-            wire.TASK_RESULT, app=app.name, run=run_id, seq=claims.seq,
-            attempt=claims.attempt, task="ask", outcome="ok", result=1,
+            wire.TASK_RESULT,
+            app=app.name,
+            run=run_id,
+            seq=claims.seq,
+            attempt=claims.attempt,
+            task="ask",
+            outcome="ok",
+            result=1,
             cache={"set": {"n": 1}, "del": []},
         )
         for _ in range(3):  # the same message delivered three times
@@ -109,7 +118,9 @@ def test_duplicate_results_and_signals_are_harmless(local_mode: str, tmp_path: P
         assert sum(e.type == "signal.received" for e in history) == 1
 
 
-def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(local_mode: str, tmp_path: Path) -> None:
+def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(
+    local_mode: str, tmp_path: Path
+) -> None:
     app = sb.App("garbage")
 
     @app.workflow
