@@ -117,6 +117,7 @@ class Engine:
         index: RunIndex,
         *,
         inline_tasks: bool = True,
+        max_inline_seconds: float = 60.0,
         idle_seconds: float = 60.0,
         on_finished: Callable[[str], None] | None = None,
     ) -> None:
@@ -128,6 +129,9 @@ class Engine:
         self.signer = signer
         self.index = index
         self.inline_tasks = inline_tasks
+        #: How long a run may keep a delivery unsettled while running tasks inline; then
+        #: it hands tasks to the executor so the delivery settles (serverless time limits).
+        self.max_inline_seconds = max_inline_seconds
         self.idle_seconds = idle_seconds
         self.on_finished = on_finished
         self._drivers: dict[str, RunDriver] = {}
@@ -259,6 +263,7 @@ class RunDriver:
         self._thread = threading.Thread(target=self._main, name=f"run-{run_id}", daemon=True)
         self._redispatch = redispatch
         self._held: list[_Inbound] = []
+        self._holding_since = 0.0
         self._pending: list[dict[str, Any]] = []
         self._pending_consumed: list[str] = []
         self._to_dispatch: list[int] = []
@@ -471,6 +476,8 @@ class RunDriver:
     def _inline_candidate(self, seqs: list[int]) -> StepState | None:
         if not self.engine.inline_tasks:
             return None
+        if self._held and time.monotonic() - self._holding_since > self.engine.max_inline_seconds:
+            return None
         waiting = [self.view.steps[seq] for seq in seqs if self.view.steps[seq].open]
         if len(waiting) != 1 or waiting[0].seq not in self._to_dispatch:
             return None
@@ -513,6 +520,8 @@ class RunDriver:
         if message is None:
             raise _Stop
         if inbound.future is not None:
+            if not self._held:
+                self._holding_since = time.monotonic()
             self._held.append(inbound)
         if message.id in self.view.consumed:
             if message.id not in self._pending_consumed:

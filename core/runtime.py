@@ -76,21 +76,22 @@ class Runtime:
         self.executor: Executor = executor_factory(executor_config, host)
         self._watchers: dict[str, list[threading.Event]] = {}
         self._watch_lock = threading.Lock()
-        self.engine: Engine | None = None
+        # The engine starts no thread until a message arrives: serverless handlers use it
+        # without consumers.
+        self.engine = Engine(
+            app,
+            store,
+            self.blobs,
+            self.invocations,
+            self.executor,
+            self.signer,
+            self.index,
+            inline_tasks=workers > 0 if inline_tasks is None else inline_tasks,
+            on_finished=self._finished,
+        )
         self._consumers: list[Consumer] = []
         self._pool: TaskPool | None = None
         if workers > 0:
-            self.engine = Engine(
-                app,
-                store,
-                self.blobs,
-                self.invocations,
-                self.executor,
-                self.signer,
-                self.index,
-                inline_tasks=True if inline_tasks is None else inline_tasks,
-                on_finished=self._finished,
-            )
             self._consumers.append(
                 Consumer(
                     self.invocations,
@@ -154,8 +155,7 @@ class Runtime:
             consumer.stop_taking()
         for consumer in self._consumers:
             consumer.stop(grace)
-        if self.engine is not None:
-            self.engine.close()
+        self.engine.close()
         if self._pool is not None:
             self._pool.close()
         self.executor.close()

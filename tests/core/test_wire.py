@@ -76,8 +76,14 @@ def test_every_message_of_a_rich_run_matches_the_schema() -> None:
         errors = sorted(VALIDATOR.iter_errors(message), key=str)
         assert not errors, (message, [e.message for e in errors])
         kinds.add(message["kind"])
-    assert {"run.start", "task.invoke", "task.result", "timer.fired", "run.signal",
-            "run.cancel"} <= kinds
+    assert {
+        "run.start",
+        "task.invoke",
+        "task.result",
+        "timer.fired",
+        "run.signal",
+        "run.cancel",
+    } <= kinds
 
 
 @pytest.mark.parametrize(
@@ -86,10 +92,28 @@ def test_every_message_of_a_rich_run_matches_the_schema() -> None:
         {"v": 2, "kind": "run.start", "id": "x", "app": "a", "run": "r"},
         {"v": 1, "kind": "run.nope", "id": "x", "app": "a", "run": "r"},
         {"v": 1, "kind": "task.result", "id": "x", "app": "a", "run": "r", "seq": 1},
-        {"v": 1, "kind": "task.result", "id": "x", "app": "a", "run": "r", "seq": 1,
-         "attempt": 1, "task": "t", "outcome": "maybe"},
-        {"v": 1, "kind": "timer.fired", "id": "x", "app": "a", "run": "r", "seq": "1",
-         "attempt": 1, "purpose": "sleep", "due": 1.0},
+        {
+            "v": 1,
+            "kind": "task.result",
+            "id": "x",
+            "app": "a",
+            "run": "r",
+            "seq": 1,
+            "attempt": 1,
+            "task": "t",
+            "outcome": "maybe",
+        },
+        {
+            "v": 1,
+            "kind": "timer.fired",
+            "id": "x",
+            "app": "a",
+            "run": "r",
+            "seq": "1",
+            "attempt": 1,
+            "purpose": "sleep",
+            "due": 1.0,
+        },
         {"v": 1, "kind": "run.signal", "id": "x", "app": "a", "run": "r"},
         {"v": 1, "kind": "run.start", "id": "x", "app": "a"},
     ],

@@ -1,0 +1,63 @@
+"""Processing one batch of messages inside a serverless function invocation.
+
+Each cloud's entry point (`switchboard.providers.<cloud>.handlers`) turns its trigger's
+event into `Delivery`s of the queue it came from and calls `BatchProcessor.process`; what
+comes back says which deliveries failed (to be retried by the trigger). Malformed messages
+are dead-lettered here with their reason, so they never fail a batch forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, wait
+
+from switchboard.engine import Settlement
+from switchboard.errors import ProviderError
+from switchboard.interfaces import Delivery, Queue
+from switchboard.runtime import Runtime
+from switchboard.worker import TaskPool
+
+log = logging.getLogger("switchboard.serverless")
+
+
+class BatchProcessor:
+    """Runs the engine (for the invocations queue) or tasks (for the tasks queue) on a batch.
+
+    Live runs stay cached between invocations of a warm function, so a warm container
+    resumes a run without replaying it.
+    """
+
+    def __init__(self, runtime: Runtime, *, concurrency: int = 8) -> None:
+        self.runtime = runtime
+        self._tasks = TaskPool(runtime.task_runner.run, concurrency)
+
+    def process(
+        self, source: Queue, deliveries: Sequence[Delivery], *, deadline: float
+    ) -> list[Delivery]:
+        """Process `deliveries` from `source` (the invocations or the tasks queue) before
+        `deadline` (a `time.monotonic()` value); return the deliveries that must be retried.
+
+        Succeeded deliveries are left for the trigger to delete (it does, when the function
+        reports success); dead-lettered ones are moved here.
+        """
+        is_tasks = source.name != self.runtime.invocations.name
+        futures: dict[Future[Settlement], Delivery] = {}
+        for delivery in deliveries:
+            handler = self._tasks if is_tasks else self.runtime.engine.handle
+            future = handler(delivery)
+            futures[future] = delivery
+        done, not_done = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        failed = [futures[future] for future in not_done]
+        for future in done:
+            delivery, settlement = futures[future], future.result()
+            if settlement.action == "dead":
+                try:
+                    source.dead_letter(delivery, settlement.reason)
+                except ProviderError as exc:
+                    log.warning("could not dead-letter %s (%s); retrying it", delivery.id, exc)
+                    failed.append(delivery)
+            elif settlement.action == "release":
+                failed.append(delivery)
+        return failed
