@@ -24,16 +24,27 @@ pytest.register_assert_rewrite(
     *(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__))
 )
 
+from switchboard_conformance.faults import FaultConformance, Faults  # noqa: E402
 from switchboard_conformance.fixtures import ConformanceTiming  # noqa: E402
 from switchboard_conformance.guarantees import Guarantee, checks, guarantee  # noqa: E402
 from switchboard_conformance.queue import QueueConformance  # noqa: E402
 from switchboard_conformance.state import StateStoreConformance  # noqa: E402
+from switchboard_conformance.workflow import (  # noqa: E402
+    ExecutorChoice,
+    ExecutorConformance,
+    WorkflowConformance,
+)
 
 __all__ = [
     "ConformanceTiming",
+    "ExecutorChoice",
+    "ExecutorConformance",
+    "FaultConformance",
+    "Faults",
     "Guarantee",
     "QueueConformance",
     "StateStoreConformance",
+    "WorkflowConformance",
     "checks",
     "guarantee",
 ]

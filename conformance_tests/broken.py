@@ -209,7 +209,9 @@ class AbsentNotEnforced(MemoryStateStore):
         expect: Expect | str = ANY,
         ttl: float | None = None,
     ) -> str:
-        return super().put(partition, key, value, expect=ANY if expect is ABSENT else expect, ttl=ttl)
+        return super().put(
+            partition, key, value, expect=ANY if expect is ABSENT else expect, ttl=ttl
+        )
 
 
 class VersionsRestartPerKey(MemoryStateStore):
@@ -406,8 +408,12 @@ BROKEN: list[BrokenProvider] = [
     BrokenProvider("cas_ignores_version", g.PUT_VERSION, state_store=CasIgnoresVersion),
     BrokenProvider("cas_not_atomic", g.PUT_ATOMIC, state_store=CasNotAtomic),
     BrokenProvider("absent_not_enforced", g.PUT_ABSENT, state_store=AbsentNotEnforced),
-    BrokenProvider("versions_restart_per_key", g.PUT_NEW_VERSION, state_store=VersionsRestartPerKey),
-    BrokenProvider("values_truncated_above_64k", g.PUT_VALUE_SIZE, state_store=TruncatesLargeValues),
+    BrokenProvider(
+        "versions_restart_per_key", g.PUT_NEW_VERSION, state_store=VersionsRestartPerKey
+    ),
+    BrokenProvider(
+        "values_truncated_above_64k", g.PUT_VALUE_SIZE, state_store=TruncatesLargeValues
+    ),
     BrokenProvider("partitions_shared", g.PARTITIONS_ISOLATED, state_store=PartitionsShared),
     BrokenProvider("scan_unordered", g.SCAN_ORDER, state_store=ScanUnordered),
     BrokenProvider("scan_sorts_by_utf16", g.SCAN_ORDER, state_store=ScanSortsByUtf16),
@@ -420,9 +426,7 @@ BROKEN: list[BrokenProvider] = [
 ]
 
 
-def conformance_class(
-    broken: BrokenProvider, timing: ConformanceTiming = ConformanceTiming()
-) -> type:
+def conformance_class(broken: BrokenProvider, timing: ConformanceTiming | None = None) -> type:
     """A `Test...` class running the suite against `broken` (it is expected to fail)."""
     name = f"TestBroken_{broken.name}"
     if broken.broker is not None:
@@ -446,7 +450,7 @@ def conformance_class(
         fixtures = {"state_store": pytest.fixture(state_store)}
 
     def conformance_timing(self: object) -> ConformanceTiming:
-        return timing
+        return timing or ConformanceTiming()
 
     fixtures["conformance_timing"] = pytest.fixture(conformance_timing)
     return type(name, (broken.suite,), {**fixtures, "__qualname__": name})

@@ -95,12 +95,11 @@ def split_timing(settings: dict[str, Any]) -> tuple[dict[str, Any], ConformanceT
             f"[{TIMING_SECTION}] has no setting {unknown[0]!r}; valid: {', '.join(known)}"
         )
     try:
-        timing = ConformanceTiming(
-            **{
-                name: int(value) if known[name] == "int" else float(value)
-                for name, value in section.items()
-            }
-        )
+        fields: dict[str, Any] = {
+            name: int(value) if known[name] == "int" else float(value)
+            for name, value in section.items()
+        }
+        timing = ConformanceTiming(**fields)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{TIMING_SECTION}] holds a value that is not a number: {exc}") from exc
     return values, timing

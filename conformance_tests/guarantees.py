@@ -85,6 +85,27 @@ def _named(promises: tuple[Guarantee, ...]) -> str:
     return "\n".join(guarantee(promise) for promise in promises)
 
 
+def expect_raises(
+    error: type[Exception], promise: Guarantee, action: Callable[[], object], what: str
+) -> Exception:
+    """Run `action`, which must raise `error`; any other outcome breaks `promise`.
+
+    Unlike `pytest.raises`, the failure names the guarantee.
+    """
+    try:
+        action()
+    except error as exc:
+        return exc
+    except Exception as exc:
+        raise AssertionError(
+            guarantee(
+                promise,
+                f"{what} raised {type(exc).__qualname__}: {exc}, expected {error.__qualname__}",
+            )
+        ) from exc
+    raise AssertionError(guarantee(promise, f"{what} did not raise {error.__qualname__}"))
+
+
 # -- Queue ------------------------------------------------------------------------------------
 
 SEND_ROUND_TRIP = Guarantee(
@@ -110,10 +131,26 @@ MAX_BATCH = Guarantee(
     "max_batch",
     "Most bodies per `send` call and most deliveries per `receive` call",
 )
+MAX_DELAY = Guarantee(
+    "QueueCapabilities",
+    "max_delay",
+    "Longest `delay` accepted by `send` and `release`, in seconds",
+)
+MAX_LEASE = Guarantee(
+    "QueueCapabilities",
+    "max_lease",
+    "Longest lease accepted by `receive` and `extend`, in seconds",
+)
 RECEIVE_WAIT = Guarantee(
     "Queue",
     "receive",
-    "Waits up to `wait` seconds for a first message and may return an empty list",
+    "Returns as soon as a message is available, or an empty list after about `wait` seconds",
+)
+RECEIVE_UNSUPPORTED = Guarantee(
+    "Queue",
+    "receive",
+    "More than `capabilities.max_batch` messages or a lease above `capabilities.max_lease` "
+    "raise `UnsupportedOperation`",
 )
 RECEIVE_REDELIVERY = Guarantee(
     "Queue",
@@ -132,9 +169,7 @@ RECEIVE_DEAD_LETTER = Guarantee(
     "A message whose next delivery would exceed `max_attempts` is moved to the dead-letter "
     "channel, body intact, instead",
 )
-DELIVERY_ID = Guarantee(
-    "Delivery", "id", "the same for every delivery of that message"
-)
+DELIVERY_ID = Guarantee("Delivery", "id", "the same for every delivery of that message")
 DELIVERY_ATTEMPT = Guarantee(
     "Delivery",
     "attempt",
@@ -149,13 +184,16 @@ ACK = Guarantee(
     "Queue",
     "ack",
     "An acked message is never delivered again (unless its lease had already expired, in "
-    "which case the ack may raise `LeaseLost` or have no effect)",
+    "which case the ack may raise `LeaseLost`, have no effect, or still settle the message)",
 )
 RELEASE = Guarantee(
     "Queue",
     "release",
     "The message becomes visible again after `delay` seconds, not before, and its next "
     "delivery has `attempt` increased by one",
+)
+RELEASE_UNSUPPORTED = Guarantee(
+    "Queue", "release", "A `delay` above `capabilities.max_delay` raises `UnsupportedOperation`"
 )
 EXTEND = Guarantee(
     "Queue",
@@ -166,7 +204,10 @@ EXTEND = Guarantee(
 EXTEND_LEASE_LOST = Guarantee(
     "Queue",
     "extend",
-    "Raises `LeaseLost` if the lease had already expired and the provider can tell",
+    "After the lease has expired, `extend` raises `LeaseLost` or has no effect",
+)
+EXTEND_UNSUPPORTED = Guarantee(
+    "Queue", "extend", "A lease above `capabilities.max_lease` raises `UnsupportedOperation`"
 )
 DEAD_LETTER = Guarantee(
     "Queue",
@@ -184,6 +225,7 @@ QUEUE_CLOSE = Guarantee("Queue", "close", "Safe to call twice")
 CHANNELS_ISOLATED = Guarantee(
     "Broker", "queue", "Channels with different names are isolated from each other"
 )
+CASE_SENSITIVE = Guarantee("Broker", "queue", "names are case-sensitive")
 SAME_CHANNEL = Guarantee(
     "Broker", "queue", "opening the same name twice addresses the same channel"
 )
@@ -239,7 +281,7 @@ TTL = Guarantee(
     "ttl",
     "Whether `put(ttl=...)` is honoured (the record disappears after `ttl` seconds)",
 )
-MAX_KEY_BYTES = Guarantee("StateCapabilities", "max_key_bytes", "Longest key, in UTF-8 bytes")
+MAX_KEY_BYTES = Guarantee("StateCapabilities", "max_key_bytes", "Longest key or partition, in UTF-8 bytes")
 DELETE_VERSION = Guarantee(
     "StateStore",
     "delete",
@@ -247,6 +289,11 @@ DELETE_VERSION = Guarantee(
 )
 DELETE_ANY = Guarantee(
     "StateStore", "delete", "with `ANY`, deleting a missing record is not an error"
+)
+DELETE_ABSENT = Guarantee(
+    "StateStore",
+    "delete",
+    "with `ABSENT`, it fails with `Conflict` if the record exists and otherwise does nothing",
 )
 SCAN_PREFIX = Guarantee(
     "StateStore", "scan", "List records of one partition whose keys start with `prefix`"
@@ -267,24 +314,3 @@ PARTITIONS_ISOLATED = Guarantee(
     "Partitions are isolated: a scan never returns another partition's records",
 )
 STATE_CLOSE = Guarantee("StateStore", "close", "Safe to call twice")
-
-
-def expect_raises(
-    error: type[Exception], promise: Guarantee, action: Callable[[], object], what: str
-) -> Exception:
-    """Run `action`, which must raise `error`; any other outcome breaks `promise`.
-
-    Unlike `pytest.raises`, the failure names the guarantee.
-    """
-    try:
-        action()
-    except error as exc:
-        return exc
-    except Exception as exc:
-        raise AssertionError(
-            guarantee(
-                promise,
-                f"{what} raised {type(exc).__qualname__}: {exc}, expected {error.__qualname__}",
-            )
-        ) from exc
-    raise AssertionError(guarantee(promise, f"{what} did not raise {error.__qualname__}"))

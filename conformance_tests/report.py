@@ -43,7 +43,8 @@ class GuaranteeTable:
         outcome = self._outcomes.get(report.nodeid)
         if outcome is None:
             return
-        outcome.notes += [str(v) for k, v in report.user_properties if k == "sb_note"]
+        if report.when == "teardown":
+            outcome.notes = [str(v) for k, v in report.user_properties if k == "sb_note"]
         if report.failed:
             phase = "" if report.when == "call" else f" in {report.when}"
             outcome.status, outcome.detail = FAIL, f"failed{phase}"
@@ -59,13 +60,12 @@ class GuaranteeTable:
         by_promise: dict[Guarantee, list[tuple[str, _Outcome]]] = {}
         for nodeid, promises in self._checks.items():
             outcome = self._outcomes[nodeid]
-            named = [p for p in promises if outcome.status == FAIL and p.text in outcome.failure]
+            named = {p for p in promises if outcome.status == FAIL and p.text in outcome.failure}
+            # A test that failed on one guarantee's check leaves its others undecided.
+            undecided = _Outcome(NOT_RUN, "not reached", notes=outcome.notes)
             for promise in promises:
-                if named and promise not in named:
-                    # The test stopped at another guarantee's check; this one is undecided.
-                    outcome = _Outcome(NOT_RUN, "not reached", notes=outcome.notes)
-                by_promise.setdefault(promise, []).append((nodeid, outcome))
-                outcome = self._outcomes[nodeid]
+                seen = undecided if named and promise not in named else outcome
+                by_promise.setdefault(promise, []).append((nodeid, seen))
         rows = []
         for promise, tests in by_promise.items():
             statuses = {outcome.status for _, outcome in tests}
@@ -77,7 +77,7 @@ class GuaranteeTable:
                     details.append(f"{outcome.detail}: {test}")
                 elif outcome.status == SKIP:
                     details.append(f"skipped: {outcome.detail} ({test})")
-                elif outcome.detail and status != PASS:
+                elif outcome.detail not in ("", "deselected") and status != PASS:
                     details.append(f"{outcome.detail}: {test}")
                 details += [f"{note} ({test})" for note in outcome.notes]
             rows.append((promise, status, details))
@@ -92,9 +92,9 @@ class GuaranteeTable:
         colours = {PASS: {"green": True}, FAIL: {"red": True}, SKIP: {"yellow": True}}
         for promise, status, details in rows:
             terminalreporter.write(f"{status:<8}", **colours.get(status, {}))
-            terminalreporter.write_line(f"{promise.where:<{width}}  {promise.text}")
+            terminalreporter.write(f"{promise.where:<{width}}  {promise.text}\n")
             for detail in details:
-                terminalreporter.write_line(f"{'':<8}{'':<{width}}    - {detail}")
+                terminalreporter.write(f"{'':<8}{'':<{width}}    - {detail}\n")
         counts = {s: sum(status == s for _, status, _ in rows) for s in (PASS, FAIL, SKIP, NOT_RUN)}
         terminalreporter.write_line(
             f"{len(rows)} guarantees: "

@@ -7,6 +7,8 @@ works in fresh unique partitions, so one backend can serve many tests and runs.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import threading
 import time
@@ -57,7 +59,7 @@ AWKWARD_KEYS = [
     "café",
     "中文键",
     "emoji-😀",
-    "ｆｕｌｌｗｉｄｔｈ～",
+    "fullwidth-\uff46\uff55\uff4c\uff4c-\uff5e",
     "e\u0301-combining",
 ]
 
@@ -79,7 +81,7 @@ def _utf8_order(keys: list[str]) -> list[str]:
 
 
 def _out_of_order(keys: list[str]) -> list[tuple[str, str]]:
-    return [(a, b) for a, b in zip(keys, keys[1:], strict=False) if a.encode() >= b.encode()]
+    return [(a, b) for a, b in itertools.pairwise(keys) if a.encode() >= b.encode()]
 
 
 class StateStoreConformance(Conformance):
@@ -88,7 +90,9 @@ class StateStoreConformance(Conformance):
     @pytest.fixture
     def state_store(self, request: pytest.FixtureRequest) -> Iterator[StateStore]:
         """A fresh `StateStore` for one test; override it in your subclass."""
-        choice = chosen_provider(request, "state_store", "a fresh switchboard.interfaces.StateStore")
+        choice = chosen_provider(
+            request, "state_store", "a fresh switchboard.interfaces.StateStore"
+        )
         if choice.spec.state is None:
             pytest.fail(f"the {choice.name} provider offers no state store", pytrace=False)
         made = choice.spec.state(choice.config)
@@ -129,7 +133,8 @@ class StateStoreConformance(Conformance):
         assert second != first, guarantee(g.PUT_NEW_VERSION, f"two writes gave version {first!r}")
         record = state_store.get(partition, "key")
         assert record == Record("key", value, second), guarantee(
-            g.GET_ROUND_TRIP, f"overwrote with 257 binary bytes (version {second!r}), read {record!r}"
+            g.GET_ROUND_TRIP,
+            f"overwrote with 257 binary bytes (version {second!r}), read {record!r}",
         )
         third = state_store.put(partition, "key", b"")
         record = state_store.get(partition, "key")
@@ -181,13 +186,16 @@ class StateStoreConformance(Conformance):
         other = state_store.put(partition, "other", b"x")
         deleted = state_store.put(partition, "gone", b"x")
         state_store.delete(partition, "gone")
-        for key, version in (("missing", other), ("missing", "1"), ("missing", ""), ("gone", deleted)):
+        for key, version in (
+            ("missing", other),
+            ("missing", "1"),
+            ("missing", ""),
+            ("gone", deleted),
+        ):
             expect_raises(
                 Conflict,
                 g.PUT_VERSION,
-                lambda key=key, version=version: state_store.put(  # type: ignore[misc]
-                    partition, key, b"x", expect=version
-                ),
+                functools.partial(state_store.put, partition, key, b"x", expect=version),
                 f"put({key!r}, expect={version!r}) on a missing record",
             )
             assert state_store.get(partition, key) is None, guarantee(
@@ -218,7 +226,7 @@ class StateStoreConformance(Conformance):
                     )
                 except Conflict:
                     continue
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - re-raised by the test thread
                     errors.append(exc)
                     read_together.abort()
                     write_together.abort()
@@ -247,9 +255,7 @@ class StateStoreConformance(Conformance):
         )
 
     @checks(g.PUT_NEW_VERSION)
-    def test_every_write_gives_a_version_never_seen_before(
-        self, state_store: StateStore
-    ) -> None:
+    def test_every_write_gives_a_version_never_seen_before(self, state_store: StateStore) -> None:
         partition = unique_name()
         versions = [state_store.put(partition, "key", b"1", expect=ABSENT)]
         versions.append(state_store.put(partition, "key", b"2"))
@@ -266,6 +272,22 @@ class StateStoreConformance(Conformance):
         )
 
     # -- delete -----------------------------------------------------------------------------
+
+    @checks(g.DELETE_ABSENT)
+    def test_delete_expecting_absent(self, state_store: StateStore) -> None:
+        partition = unique_name()
+        state_store.delete(partition, "never-written", expect=ABSENT)
+        version = state_store.put(partition, "key", b"kept")
+        expect_raises(
+            Conflict,
+            g.DELETE_ABSENT,
+            lambda: state_store.delete(partition, "key", expect=ABSENT),
+            "delete(expect=ABSENT) of an existing record",
+        )
+        record = state_store.get(partition, "key")
+        assert record == Record("key", b"kept", version), guarantee(
+            g.DELETE_ABSENT, f"the refused delete changed the record: {record!r}"
+        )
 
     @checks(g.DELETE_VERSION, g.DELETE_ANY)
     def test_delete_checks_the_version_and_tolerates_missing_with_any(
@@ -380,7 +402,7 @@ class StateStoreConformance(Conformance):
                         state_store.put(partition, key, b"churn")
                     else:
                         state_store.delete(partition, key)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - re-raised by the test thread
                 errors.append(exc)
 
         writer = threading.Thread(target=churn)

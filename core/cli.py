@@ -362,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     conformance.add_argument("--config")
     conformance.add_argument("-k", dest="keyword")
     conformance.set_defaults(handler=cmd_conformance)
+
+    from switchboard.plugins import registry
+
+    registry.all()  # load every plugin, so each can add its commands
+    registry.plugin_manager.hook.switchboard_add_commands(subparsers=sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from switchboard import history, wire
 from switchboard.app import Workflow
+from switchboard.engine import retrying
 from switchboard.errors import (
     Conflict,
     NotFound,
@@ -72,12 +73,17 @@ class Client:
         }
         entry = {"v": wire.VERSION, "n": 0, "at": now, "consumed": [], "events": [created]}
         try:
-            self.runtime.blobs.put_record(
-                run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
+            # A retry after an ambiguous failure finds its own entry: the Conflict below.
+            retrying(
+                lambda: self.runtime.blobs.put_record(
+                    run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
+                )
             )
-            self.runtime.index.create(run_id, name, now)
+            retrying(lambda: self.runtime.index.create(run_id, name, now))
         except Conflict:
-            existing = next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
+            existing = retrying(
+                lambda: next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
+            )
             first = existing["events"][0]
             if (first.get("workflow"), first.get("input")) != (name, created["input"]):
                 raise Conflict(f"run id {run_id!r} is already used by another run") from None
@@ -95,7 +101,7 @@ class Client:
         try:
             delay = 0.01
             while True:
-                entry = self.runtime.index.get(run_id)
+                entry = retrying(lambda: self.runtime.index.get(run_id))
                 if entry is None:
                     raise NotFound(f"no run with id {run_id!r}")
                 if entry["status"] in TERMINAL:
@@ -116,7 +122,7 @@ class Client:
 
     def status(self, run_id: str) -> RunStatus:
         """The run's workflow, status, unfinished steps, error, output and times."""
-        view = history.load(self.runtime.blobs, self.runtime.store, run_id)
+        view = retrying(lambda: history.load(self.runtime.blobs, self.runtime.store, run_id))
         if not view.exists:
             raise NotFound(f"no run with id {run_id!r}")
         return view.to_status()
@@ -131,14 +137,14 @@ class Client:
                 created=entry["created"],
                 updated=entry["updated"],
             )
-            for entry in self.runtime.index.list()
+            for entry in retrying(self.runtime.index.list)
             if (workflow is None or entry["workflow"] == workflow)
             and (status is None or entry["status"] == status)
         ]
 
     def history(self, run_id: str) -> builtins.list[HistoryEvent]:
         """Every recorded event of the run, in order."""
-        events = history.events(self.runtime.blobs, self.runtime.store, run_id)
+        events = retrying(lambda: history.events(self.runtime.blobs, self.runtime.store, run_id))
         if not events:
             raise NotFound(f"no run with id {run_id!r}")
         return events
@@ -184,13 +190,18 @@ class Client:
     def _finish(self, token: str, fields: dict[str, Any]) -> None:
         claims: TokenClaims = self.runtime.signer.verify(token, self.app.name)
         marker = f"t/{claims.seq:010d}.{claims.attempt}"
+        nonce = wire.new_id().encode()
+        store = self.runtime.store
         try:
-            self.runtime.store.put(claims.run, marker, b"", expect=ABSENT)
+            retrying(lambda: store.put(claims.run, marker, nonce, expect=ABSENT))
         except Conflict:
-            raise TokenAlreadyUsed(
-                f"the token for step {claims.seq} (attempt {claims.attempt}) of run "
-                f"{claims.run} was already used"
-            ) from None
+            used = retrying(lambda: store.get(claims.run, marker))
+            # Our own write may have succeeded before an ambiguous failure and retry.
+            if used is None or used.value != nonce:
+                raise TokenAlreadyUsed(
+                    f"the token for step {claims.seq} (attempt {claims.attempt}) of run "
+                    f"{claims.run} was already used"
+                ) from None
         self.runtime.report(
             wire.envelope(
                 wire.TASK_RESULT,
@@ -204,5 +215,5 @@ class Client:
         )
 
     def _require(self, run_id: str) -> None:
-        if self.runtime.index.get(run_id) is None:
+        if retrying(lambda: self.runtime.index.get(run_id)) is None:
             raise NotFound(f"no run with id {run_id!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -94,12 +94,22 @@ class TaskContext:
     task: str
     step: int
     attempt: int
-    #: Hand this to whoever finishes the task later (`client.complete(token, result)`).
-    token: str
+    #: The token, or how to sign it when first asked (most tasks never ask).
+    signed_token: str | Callable[[], str] = field(repr=False)
     #: The same for every attempt of this step: use it to make side effects idempotent.
     idempotency_key: str
     #: A copy of the run's cache; changes are sent back with the result.
     cache: dict[str, Any]
+
+    @property
+    def token(self) -> str:
+        """Hand this to whoever finishes the task later (`client.complete(token, result)`)."""
+        return resolve_token(self.signed_token)
+
+
+def resolve_token(token: str | Callable[[], str]) -> str:
+    """A token, signing it first if it was given as a signing function."""
+    return token if isinstance(token, str) else token()
 
 
 class Pending:

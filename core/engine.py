@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from switchboard import history, wire
 from switchboard.app import App
-from switchboard.context import Context, run_in_workflow
+from switchboard.context import Context, resolve_token, run_in_workflow
 from switchboard.errors import (
     Conflict,
     EventTimeout,
@@ -283,12 +283,17 @@ class RunDriver:
     # -- the thread --------------------------------------------------------------------------
 
     def _main(self) -> None:
-        leftover = ACK  # how to settle messages that arrive after the run is over
+        # How to settle what is left when the thread ends: anything short of a clean finish
+        # (including a BaseException from a dying process) gives the messages back.
+        leftover = Settlement("release")
         try:
             self.view = retrying(
                 lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
             )
-            self._indexed_status = self.view.live_status()
+            # The index may lag the history (a crash between the two writes): compare
+            # against what it really says, so the next flush repairs it.
+            indexed = retrying(lambda: self.engine.index.get(self.run_id))
+            self._indexed_status = indexed["status"] if indexed else ""
             if not self.view.exists:
                 leftover = Settlement("dead", reason=f"no run with id {self.run_id!r}")
             elif self.view.workflow not in self.engine.app.workflows:
@@ -302,10 +307,11 @@ class RunDriver:
                 if not self.view.done:
                     self._run_workflow()
                 self._flush(settle=True)
+                leftover = ACK  # the run is over: later messages for it have nothing to do
                 if self.engine.on_finished is not None:
                     self.engine.on_finished(self.run_id)
         except _Stop:
-            leftover = Settlement("release")
+            pass
         except Exception:  # a provider outage or a bug: retry the messages later
             log.exception("run %s: engine error; its messages will be retried", self.run_id)
             leftover = Settlement("release", delay=5.0)
@@ -715,7 +721,7 @@ class RunDriver:
                     task=step.name,
                     input={"args": invocation.args, "kwargs": invocation.kwargs},
                     cache=invocation.cache,
-                    token=invocation.token,
+                    token=resolve_token(invocation.token),
                     timeout=invocation.timeout,
                 )
                 bodies.append(wire.encode(message, limit, engine.blobs))
@@ -729,9 +735,8 @@ class RunDriver:
 
     def _invocation(self, step: StepState) -> Invocation:
         task = self.engine.app.tasks.get(step.name)
-        token = self.engine.signer.sign(
-            TokenClaims(self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
-        )
+        claims = TokenClaims(self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
+        signer = self.engine.signer
         step_input = step.input or {}
         return Invocation(
             run=self.run_id,
@@ -741,7 +746,7 @@ class RunDriver:
             args=step_input.get("args", []),
             kwargs=step_input.get("kwargs", {}),
             cache=step.cache or {},
-            token=token,
+            token=lambda: signer.sign(claims),
             timeout=task.timeout if task is not None else None,
         )
 

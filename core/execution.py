@@ -35,7 +35,8 @@ class Invocation:
     args: list[Any]
     kwargs: dict[str, Any]
     cache: dict[str, Any]
-    token: str
+    #: The signed token, or how to sign it on first use (inline runs sign lazily).
+    token: str | Callable[[], str]
     timeout: float | None = None
 
     @classmethod
@@ -134,7 +135,7 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         task=task.name,
         step=invocation.seq,
         attempt=invocation.attempt,
-        token=invocation.token,
+        signed_token=invocation.token,
         idempotency_key=f"{invocation.run}:{invocation.seq}",
         cache=json.loads(snapshot),
     )

@@ -6,6 +6,7 @@ functions. Keep the module light: import cloud SDKs inside the factories, not he
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 import pluggy
@@ -21,3 +22,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def switchboard_providers() -> Sequence[ProviderSpec]:  # type: ignore[empty-body]
     """Return the providers this plugin offers (each with a unique `name`)."""
+
+
+@hookspec
+def switchboard_add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add provider-specific commands (`switchboard aws template ...`).
+
+    Add parsers with `subparsers.add_parser(name, ...)` and set a `handler` default: a
+    function taking the parsed `argparse.Namespace` and returning the exit code.
+    """

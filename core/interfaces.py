@@ -61,7 +61,8 @@ class Queue(Protocol):
     capabilities: QueueCapabilities
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
-        """Enqueue each body as one message.
+        """Enqueue each body as one message. If `send` raises, any subset of the bodies
+        may have been enqueued (callers retry; consumers de-duplicate).
 
         Guarantees: every body is delivered byte for byte as sent (binary, unicode and
         empty bodies alike, up to `capabilities.max_message_bytes`). A message sent with
@@ -76,11 +77,13 @@ class Queue(Protocol):
     ) -> list[Delivery]:
         """Take up to `max_messages` visible messages, hiding each for `lease` seconds.
 
-        Guarantees: waits up to `wait` seconds for a first message and may return an
-        empty list. A delivery that is not acked within its lease becomes visible again
-        and is delivered with `attempt` increased by one. A message is not handed to two
-        consumers while a lease on it is live. A message whose next delivery would exceed
-        `max_attempts` is moved to the dead-letter channel, body intact, instead.
+        Guarantees: returns as soon as a message is available, or an empty list after
+        about `wait` seconds. A delivery that is not acked within its lease becomes visible
+        again and is delivered with `attempt` increased by one. A message is not handed to
+        two consumers while a lease on it is live. A message whose next delivery would
+        exceed `max_attempts` is moved to the dead-letter channel, body intact, instead.
+        More than `capabilities.max_batch` messages or a lease above
+        `capabilities.max_lease` raise `UnsupportedOperation`.
         """
         ...
 
@@ -88,7 +91,8 @@ class Queue(Protocol):
         """Settle deliveries for good.
 
         Guarantees: an acked message is never delivered again (unless its lease had
-        already expired, in which case the ack may raise `LeaseLost` or have no effect).
+        already expired, in which case the ack may raise `LeaseLost`, have no effect, or
+        still settle the message).
         """
         ...
 
@@ -96,7 +100,8 @@ class Queue(Protocol):
         """Give a delivery back without processing it.
 
         Guarantees: the message becomes visible again after `delay` seconds, not
-        before, and its next delivery has `attempt` increased by one.
+        before, and its next delivery has `attempt` increased by one. A `delay` above
+        `capabilities.max_delay` raises `UnsupportedOperation`.
         """
         ...
 
@@ -104,8 +109,9 @@ class Queue(Protocol):
         """Keep holding a delivery.
 
         Guarantees: the message stays hidden for `lease` seconds from now, even past the
-        end of its original lease. Raises `LeaseLost` if the lease had already expired
-        and the provider can tell.
+        end of its original lease. After the lease has expired, `extend` raises
+        `LeaseLost` or has no effect. A lease above `capabilities.max_lease` raises
+        `UnsupportedOperation`.
         """
         ...
 
@@ -118,7 +124,9 @@ class Queue(Protocol):
         ...
 
     def dead_letters(self) -> Queue:
-        """This channel's dead-letter channel, readable like any queue.
+        """This channel's dead-letter channel, readable like any queue (receive, ack,
+        release, extend; a provider may refuse `send` or `dead_letter` on it with
+        `UnsupportedOperation`).
 
         Guarantees: its deliveries carry the dead-lettered body byte for byte and, where
         the message was dead-lettered with `dead_letter`, the reason.
@@ -138,10 +146,12 @@ class Broker(Protocol):
 
     def queue(self, name: str, *, max_attempts: int = 5) -> Queue:
         """Open (creating if needed) the channel `name` with its dead-letter channel.
+        `max_attempts` belongs to the channel: opening it again with another value
+        changes it for every consumer.
 
-        Guarantees: channels with different names are isolated from each other; opening
-        the same name twice addresses the same channel. `name` holds only letters,
-        digits and hyphens; the provider maps it to a valid native name.
+        Guarantees: channels with different names are isolated from each other; names are
+        case-sensitive; opening the same name twice addresses the same channel. `name`
+        holds only letters, digits and hyphens; the provider maps it to a valid native name.
         """
         ...
 
@@ -175,7 +185,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a scan; `cursor` continues it and is None on the last page."""
+    """One page of a scan; `cursor` (opaque, non-empty) continues it and is None on the
+    last page. A page may hold fewer than `limit` records, even none, before the last."""
 
     records: list[Record]
     cursor: str | None
@@ -187,7 +198,7 @@ class StateCapabilities:
 
     #: Largest value `put` accepts. The core stores larger payloads in chunks.
     max_value_bytes: int
-    #: Longest key, in UTF-8 bytes.
+    #: Longest key or partition, in UTF-8 bytes.
     max_key_bytes: int
     #: Whether `put(ttl=...)` is honoured (the record disappears after `ttl` seconds).
     ttl: bool
@@ -238,14 +249,15 @@ class StateStore(Protocol):
         """Remove one record.
 
         Guarantees: with a version string, fails with `Conflict` unless that is the
-        current version; with `ANY`, deleting a missing record is not an error.
+        current version; with `ANY`, deleting a missing record is not an error; with
+        `ABSENT`, it fails with `Conflict` if the record exists and otherwise does nothing.
         """
         ...
 
     def scan(
         self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
     ) -> Page:
-        """List records of one partition whose keys start with `prefix`.
+        """List records of one partition whose keys start with `prefix` (`limit` >= 1).
 
         Guarantees: records come in ascending order of their keys' UTF-8 bytes; a page
         holds at most `limit` records; following cursors visits every record that

@@ -62,8 +62,11 @@ class Runtime:
         max_attempts: int = 10,
         lease: float = 30.0,
         max_inflight: int = 256,
+        close_components: bool = True,
     ) -> None:
         self.app = app
+        #: False when the caller owns the broker and store (and closes them itself).
+        self._close_components = close_components
         self.broker = broker
         self.store = store
         self.blobs = wire.Blobs(store)
@@ -159,8 +162,9 @@ class Runtime:
         if self._pool is not None:
             self._pool.close()
         self.executor.close()
-        self.store.close()
-        self.broker.close()
+        if self._close_components:
+            self.store.close()
+            self.broker.close()
 
 
 def _executor_factory(

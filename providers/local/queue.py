@@ -29,23 +29,34 @@ MEMORY_CAPABILITIES = QueueCapabilities(
 )
 
 
-def check_send(queue: Queue, bodies: Sequence[bytes], delay: float) -> None:
-    """Refuse what the queue's capabilities exclude, as the interface requires."""
+def check_request(
+    queue: Queue, *, count: int = 1, delay: float = 0.0, lease: float | None = None
+) -> None:
+    """Refuse a batch size, delay or lease beyond the queue's capabilities, as the
+    interface requires (`UnsupportedOperation`, never a silent half-success)."""
     caps = queue.capabilities
-    if len(bodies) > caps.max_batch:
+    if count > caps.max_batch:
         raise UnsupportedOperation(
-            f"queue {queue.name!r} takes at most {caps.max_batch} bodies per send, "
-            f"got {len(bodies)}"
+            f"queue {queue.name!r} takes at most {caps.max_batch} messages per call, got {count}"
         )
     if delay > caps.max_delay:
         raise UnsupportedOperation(
             f"queue {queue.name!r} delays at most {caps.max_delay}s, asked for {delay}s"
         )
+    if lease is not None and lease > caps.max_lease:
+        raise UnsupportedOperation(
+            f"queue {queue.name!r} leases at most {caps.max_lease}s, asked for {lease}s"
+        )
+
+
+def check_send(queue: Queue, bodies: Sequence[bytes], delay: float) -> None:
+    check_request(queue, count=len(bodies), delay=delay)
+    limit = queue.capabilities.max_message_bytes
     for body in bodies:
-        if len(body) > caps.max_message_bytes:
+        if len(body) > limit:
             raise TooLarge(
                 f"message of {len(body)} bytes exceeds queue {queue.name!r}'s limit of "
-                f"{caps.max_message_bytes} bytes"
+                f"{limit} bytes"
             )
 
 
@@ -88,6 +99,7 @@ class MemoryQueue:
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
     ) -> list[Delivery]:
+        check_request(self, count=max_messages, lease=lease)
         deadline = time.monotonic() + wait
         with self._cond:
             while True:
@@ -108,6 +120,7 @@ class MemoryQueue:
                     del self._messages[message.id]
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        check_request(self, delay=delay)
         with self._cond:
             message = self._owned(delivery, strict=True)
             assert message is not None
@@ -116,6 +129,7 @@ class MemoryQueue:
             self._cond.notify_all()
 
     def extend(self, delivery: Delivery, lease: float) -> None:
+        check_request(self, lease=lease)
         with self._cond:
             message = self._owned(delivery, strict=True)
             assert message is not None
@@ -257,6 +271,7 @@ class SqliteQueue:
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
     ) -> list[Delivery]:
+        check_request(self, count=max_messages, lease=lease)
         deadline = time.monotonic() + wait
         while True:
             taken = self._take(max_messages, lease)
@@ -296,6 +311,7 @@ class SqliteQueue:
             )
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
+        check_request(self, delay=delay)
         self._update_lease(
             delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay
         )
@@ -303,6 +319,7 @@ class SqliteQueue:
             self._db.changed.notify_all()
 
     def extend(self, delivery: Delivery, lease: float) -> None:
+        check_request(self, lease=lease)
         self._update_lease(delivery, "visible_at = ?", time.time() + lease)
 
     def _update_lease(self, delivery: Delivery, assignments: str, visible_at: float) -> None:

@@ -32,6 +32,11 @@ def check_write(capabilities: StateCapabilities, key: str, value: bytes, ttl: fl
         raise UnsupportedOperation("this state store does not support ttl")
 
 
+def check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"scan limit must be at least 1, got {limit}")
+
+
 def check_expectation(current: str | None, expect: Expect | str, partition: str, key: str) -> None:
     """Raise `Conflict` unless a record whose version is `current` meets `expect`."""
     if expect is ANY:
@@ -97,6 +102,7 @@ class MemoryStateStore:
     def scan(
         self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
     ) -> Page:
+        check_limit(limit)
         with self._lock:
             keys, entries = self._partitions.get(partition, ([], {}))
             if cursor is None:
@@ -187,6 +193,7 @@ class SqliteStateStore:
     def scan(
         self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
     ) -> Page:
+        check_limit(limit)
         low = cursor if cursor is not None else prefix
         sql = (
             "SELECT key, value, version FROM records WHERE partition = ? AND key "

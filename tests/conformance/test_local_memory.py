@@ -1,4 +1,4 @@
-"""The conformance suite against the local provider's in-memory queue and state store."""
+"""The whole conformance suite against the local provider in memory."""
 
 from __future__ import annotations
 
@@ -7,22 +7,54 @@ from collections.abc import Iterator
 import pytest
 
 from switchboard.interfaces import Broker, StateStore
+from switchboard.providers.local.executor import ThreadExecutor
 from switchboard.providers.local.queue import MemoryBroker
 from switchboard.providers.local.state import MemoryStateStore
-from switchboard_conformance import QueueConformance, StateStoreConformance
+from switchboard_conformance import (
+    ExecutorChoice,
+    ExecutorConformance,
+    FaultConformance,
+    QueueConformance,
+    StateStoreConformance,
+    WorkflowConformance,
+)
 
 
-class TestMemoryQueue(QueueConformance):
+class MemoryComponents:
     @pytest.fixture
     def broker(self) -> Iterator[Broker]:
         broker = MemoryBroker()
         yield broker
         broker.close()
 
-
-class TestMemoryState(StateStoreConformance):
     @pytest.fixture
     def state_store(self) -> Iterator[StateStore]:
         store = MemoryStateStore()
         yield store
         store.close()
+
+
+class TestMemoryQueue(MemoryComponents, QueueConformance):
+    pass
+
+
+class TestMemoryState(MemoryComponents, StateStoreConformance):
+    pass
+
+
+class TestMemoryWorkflows(MemoryComponents, WorkflowConformance):
+    pass
+
+
+class TestQueueExecutorOnMemory(MemoryComponents, ExecutorConformance):
+    pass
+
+
+class TestThreadExecutor(MemoryComponents, ExecutorConformance):
+    @pytest.fixture
+    def executor(self) -> ExecutorChoice:
+        return ExecutorChoice(lambda config, host: ThreadExecutor(host))
+
+
+class TestMemoryUnderFaults(MemoryComponents, FaultConformance):
+    pass

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -73,11 +72,23 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     report = directory / "report.xml"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-            "-p", "switchboard_conformance.plugin", "--sb-table",
-            "--rootdir", str(directory), "-o", "addopts=", "-q", "--junitxml", str(report),
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "switchboard_conformance.plugin",
+            "--sb-table",
+            "--rootdir",
+            str(directory),
+            "-o",
+            "addopts=",
+            "-q",
+            "--junitxml",
+            str(report),
             *(f"test_broken_providers.py::{nodeid}" for nodeid in sorted(selected)),
-        ],  # fmt: skip
+        ],
         cwd=directory,
         capture_output=True,
         text=True,

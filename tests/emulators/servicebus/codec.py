@@ -6,10 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, NamedTuple
 
-from proton import Array, Data, Described, Message, symbol, timestamp, uint, ulong
+from proton import UNDESCRIBED, Array, Data, Described, Message, symbol, timestamp, uint, ulong
 
 from .store import StoredMessage
-
 
 HEADER_SECTION = 0x70
 DATA_SECTION = 0x75
@@ -32,12 +31,14 @@ def sections(encoded: bytes) -> list[Section]:
         data.rewind()
         data.next()
         section = data.get_object()
-        if not isinstance(section, Described) or int(section.descriptor) not in MESSAGE_SECTIONS:
+        if not isinstance(section, Described) or not isinstance(section.descriptor, int):
             raise ValueError("not an AMQP message section")
-        value = section.value
+        if section.descriptor not in MESSAGE_SECTIONS:
+            raise ValueError("not an AMQP message section")
+        value: Any = section.value
         if isinstance(value, memoryview):  # points into `data`, which is about to be freed
             value = bytes(value)
-        found.append(Section(int(section.descriptor), encoded[offset : offset + size], value))
+        found.append(Section(section.descriptor, encoded[offset : offset + size], value))
         offset += size
     return found
 
@@ -72,7 +73,7 @@ def outgoing_message(stored: StoredMessage, *, locked: bool) -> bytes:
     `x-opt-enqueued-time`, and for a peek-lock `x-opt-lock-token` / `x-opt-locked-until`)
     and the delivery count in the AMQP header.
     """
-    message = Message()
+    message: Any = Message()  # Any: proton's hints for the sections are too narrow
     message.decode(stored.encoded)
     annotations: dict[Any, Any] = dict(message.annotations or {})
     annotations[symbol("x-opt-sequence-number")] = stored.sequence_number
@@ -115,10 +116,16 @@ def with_header(encoded: bytes, message: Message, delivery_count: int) -> bytes:
 
 def scheduled_time_of(encoded: bytes) -> float | None:
     """The `x-opt-scheduled-enqueue-time` annotation of an encoded message, in seconds."""
-    message = Message()
+    message: Any = Message()
     message.decode(encoded)
     value = (message.annotations or {}).get(symbol("x-opt-scheduled-enqueue-time"))
     return None if value is None else int(value) / 1000
+
+
+def array(type_code: int, values: list[Any]) -> Array:
+    """An AMQP array, as the SDK expects lock-token expirations and sequence numbers."""
+    undescribed: Any = UNDESCRIBED  # proton's hint for the descriptor is too narrow
+    return Array(undescribed, type_code, *values)
 
 
 def elements(value: Any) -> list[Any]:

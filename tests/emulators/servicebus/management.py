@@ -3,7 +3,8 @@
 Service Bus docs: "AMQP 1.0 in Azure Service Bus: request-response operations": a request
 is a message to `<entity>/$management` whose application property `operation` names the
 operation and whose body is an AMQP map; the response correlates by `correlation-id` and
-carries `statusCode` / `statusDescription` application properties.
+carries `statusCode` / `statusDescription` (and on failure `errorCondition`, which the SDK
+maps to its exception types) application properties.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proton import UNDESCRIBED, Array, Data
+from proton import Data
 
 from . import codec
 from .store import LockLost, Queue, QueueStore
 
 LOCK_LOST = "com.microsoft:message-lock-lost"
 NOT_IMPLEMENTED = "amqp:not-implemented"
+BAD_REQUEST = "amqp:invalid-field"
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def renew_lock(store: QueueStore, queue: Queue, body: dict[str, Any]) -> Respons
         codec.to_timestamp(store.renew_lock(codec.lock_token(token)))
         for token in codec.elements(body.get("lock-tokens"))
     ]
-    return Response(200, {"expirations": Array(UNDESCRIBED, Data.TIMESTAMP, *expirations)})
+    return Response(200, {"expirations": codec.array(Data.TIMESTAMP, expirations)})
 
 
 def schedule_message(store: QueueStore, queue: Queue, body: dict[str, Any]) -> Response:
@@ -49,7 +51,7 @@ def schedule_message(store: QueueStore, queue: Queue, body: dict[str, Any]) -> R
     for entry in codec.elements(body.get("messages")):
         encoded = bytes(entry["message"])
         numbers.append(store.enqueue(queue, encoded, codec.scheduled_time_of(encoded)))
-    return Response(200, {"sequence-numbers": Array(UNDESCRIBED, Data.LONG, *numbers)})
+    return Response(200, {"sequence-numbers": codec.array(Data.LONG, numbers)})
 
 
 def cancel_scheduled_message(store: QueueStore, queue: Queue, body: dict[str, Any]) -> Response:
@@ -109,3 +111,5 @@ def execute(store: QueueStore, queue: Queue, operation: str, body: Any) -> Respo
         return handler(store, queue, body if isinstance(body, dict) else {})
     except LockLost as error:
         return Response(410, description=str(error), condition=LOCK_LOST)
+    except (KeyError, TypeError, ValueError) as error:
+        return Response(400, description=f"malformed request: {error!r}", condition=BAD_REQUEST)

@@ -66,12 +66,25 @@ class Queue:
         self.dead_letter = dead_letter  # None for a dead-letter sub-queue itself
         self.messages: dict[int, StoredMessage] = {}
         self._ready: list[int] = []  # heap of sequence numbers that may be available
+        self._scheduled: list[tuple[float, int]] = []  # heap of (due time, sequence number)
         self._next_sequence = 1
 
     def add(self, message: StoredMessage) -> None:
         self.messages[message.sequence_number] = message
         if message.state is MessageState.AVAILABLE:
             heapq.heappush(self._ready, message.sequence_number)
+        elif message.state is MessageState.SCHEDULED and message.scheduled_time is not None:
+            heapq.heappush(self._scheduled, (message.scheduled_time, message.sequence_number))
+
+    def due_scheduled(self, now: float) -> list[StoredMessage]:
+        """Scheduled messages whose time has come (cancelled ones are skipped)."""
+        due = []
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, sequence_number = heapq.heappop(self._scheduled)
+            message = self.messages.get(sequence_number)
+            if message is not None and message.state is MessageState.SCHEDULED:
+                due.append(message)
+        return due
 
     def new_sequence_number(self) -> int:
         number = self._next_sequence
@@ -127,8 +140,10 @@ class QueueStore:
             key = name.casefold()
             current = self._configured.get(key, self.defaults)
             settings = QueueSettings(
-                max_delivery_count=max_delivery_count or current.max_delivery_count,
-                lock_duration=lock_duration or current.lock_duration,
+                max_delivery_count=current.max_delivery_count
+                if max_delivery_count is None
+                else max_delivery_count,
+                lock_duration=current.lock_duration if lock_duration is None else lock_duration,
             )
             self._configured[key] = settings
             queue = self._queues.get(key)
@@ -139,6 +154,9 @@ class QueueStore:
 
     def entity(self, address: str) -> Queue:
         """The queue or dead-letter sub-queue that an address names, created if new."""
+        # Service Bus docs: "Queues, topics, and subscriptions": a queue is an entity
+        # created through the management plane before use. Tests have no management
+        # plane, so attaching to a name creates the queue with the default settings.
         with self._mutex:
             key = address.casefold()
             if key.endswith(DEAD_LETTER_SUFFIX):
@@ -205,13 +223,17 @@ class QueueStore:
             return queue.has_available()
 
     def _locked(self, lock_token: uuid.UUID) -> tuple[Queue, StoredMessage]:
+        # Service Bus docs: "Message transfers, locks, and settlement": settling or renewing
+        # with a lock that expired (or was never issued) fails with MessageLockLost.
         entry = self._locks.get(lock_token)
         if entry is None:
             raise LockLost(f"lock token {lock_token} is unknown or its lock expired")
         queue, number = entry
         message = queue.messages.get(number)
-        if message is None or message.lock_token != lock_token or message.state is not (
-            MessageState.LOCKED
+        if (
+            message is None
+            or message.lock_token != lock_token
+            or message.state is not MessageState.LOCKED
         ):
             del self._locks[lock_token]
             raise LockLost(f"lock token {lock_token} no longer holds a message")
@@ -282,7 +304,7 @@ class QueueStore:
             return
         del queue.messages[message.sequence_number]
         moved = StoredMessage(
-            target.new_sequence_number(),
+            message.sequence_number,  # a dead-lettered message keeps its sequence number
             message.encoded,
             enqueued_time=message.enqueued_time,
             delivery_count=message.delivery_count,
@@ -297,10 +319,8 @@ class QueueStore:
 
     # -- time ----------------------------------------------------------------------------
 
-    def advance_clock(self) -> bool:
-        """Expire locks and release due scheduled messages; True if anything became
-        available."""
-        changed = False
+    def advance_clock(self) -> None:
+        """Expire locks and make due scheduled messages available."""
         with self._mutex:
             now = time.time()
             for token, (queue, number) in list(self._locks.items()):
@@ -313,20 +333,12 @@ class QueueStore:
                     # count is incremented.
                     del self._locks[token]
                     self._count_failed_delivery(queue, message)
-                    changed = True
             for queue in self.queues():
-                for message in list(queue.messages.values()):
-                    if (
-                        message.state is MessageState.SCHEDULED
-                        and message.scheduled_time is not None
-                        and message.scheduled_time <= now
-                    ):
-                        # Service Bus docs: "Scheduled messages": not visible before
-                        # ScheduledEnqueueTimeUtc.
-                        message.scheduled_time = None
-                        queue.make_available(message)
-                        changed = True
-        return changed
+                # Service Bus docs: "Scheduled messages": not visible before
+                # ScheduledEnqueueTimeUtc.
+                for message in queue.due_scheduled(now):
+                    message.enqueued_time = now
+                    queue.make_available(message)
 
     # -- browsing ------------------------------------------------------------------------
 
