@@ -30,7 +30,6 @@ Guarantees, and where they come from:
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -361,14 +360,14 @@ class RunDriver:
                     "kind": TASK,
                     "name": name,
                     "digest": fingerprint,
-                    "input": json.loads(encoded),
+                    "input": wire.loads(encoded),
                 }
             )
             step = self.view.steps[seq]
             self._to_dispatch.append(seq)
         assert self.ctx is not None
         cache = self.ctx.cache
-        step.cache = json.loads(wire.dumps(cache, what="the run's cache")) if cache else {}
+        step.cache = wire.loads(wire.dumps(cache, what="the run's cache")) if cache else {}
         return seq
 
     def schedule_sleep(self, seconds: float) -> int:

@@ -8,7 +8,6 @@ reports the outcome on the invocations queue.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,7 +128,12 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         task = app.get_task(invocation.task)
     except UnknownName as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    snapshot = wire.dumps(invocation.cache, what="the run's cache") if invocation.cache else b"{}"
+    # The task gets its own copy of the cache; the snapshot tells what it changed.
+    if invocation.cache:
+        snapshot = wire.dumps(invocation.cache, what="the run's cache")
+        before, copy = wire.loads(snapshot), wire.loads(snapshot)
+    else:
+        before, copy = {}, {}
     ctx = TaskContext(
         run_id=invocation.run,
         task=task.name,
@@ -137,7 +141,7 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         attempt=invocation.attempt,
         signed_token=invocation.token,
         idempotency_key=f"{invocation.run}:{invocation.seq}",
-        cache=json.loads(snapshot),
+        cache=copy,
     )
     call: Callable[[], Any]
     if task.is_async:
@@ -155,7 +159,7 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         return Outcome("error", error=failure(exc, retryable=False))
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not our crash
         return Outcome("error", error=failure(exc, retryable=True))
-    delta = cache_delta(json.loads(snapshot), ctx.cache)
+    delta = cache_delta(before, ctx.cache)
     if isinstance(value, Pending):
         return Outcome("pending", cache=delta)
     try:

@@ -68,24 +68,28 @@ def new_id() -> str:
 # -- JSON ------------------------------------------------------------------------------------
 
 
+# Built once: `json.dumps` with options constructs a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder()
+
+
 def dumps(value: Any, *, what: str = "value") -> bytes:
     """Compact JSON bytes; `SerializationError` naming `what` if the value is not JSON."""
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
+        return _ENCODER.encode(value).encode()
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
 
 
 def loads(data: bytes | str) -> Any:
-    return json.loads(data)
+    """Parse JSON text (bytes are UTF-8, as `dumps` writes them)."""
+    return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 def roundtrip(value: Any, *, what: str = "value") -> tuple[bytes, Any]:
     """The JSON bytes of `value` and the value as a reader of those bytes will see it."""
     data = dumps(value, what=what)
-    return data, json.loads(data)
+    return data, loads(data)
 
 
 def digest(data: bytes) -> str:
