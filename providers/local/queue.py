@@ -260,12 +260,13 @@ class SqliteQueue:
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         check_send(self, bodies, delay)
-        visible_at = time.time() + delay
-        with self._db.transaction() as db:
-            db.executemany(
-                "INSERT INTO messages (channel, id, body, visible_at) VALUES (?, ?, ?, ?)",
-                [(self.name, uuid.uuid4().hex, bytes(body), visible_at) for body in bodies],
+        rows = [(self.name, uuid.uuid4().hex, bytes(body), time.time() + delay) for body in bodies]
+        self._db.write(
+            lambda db: db.executemany(
+                "INSERT INTO messages (channel, id, body, visible_at) VALUES (?, ?, ?, ?)", rows
             )
+        )
+        with self._db.changed:
             self._db.changed.notify_all()
 
     def receive(
@@ -284,7 +285,15 @@ class SqliteQueue:
     def _take(self, max_messages: int, lease: float) -> list[Delivery]:
         now = time.time()
         taken: list[Delivery] = []
-        with self._db.transaction() as db:
+        # Polling an empty channel must not take the write lock from committing writers.
+        due = self._db.read(
+            "SELECT 1 FROM messages WHERE channel = ? AND visible_at <= ? LIMIT 1",
+            (self.name, now),
+        )
+        if not due:
+            return taken
+
+        def take(db: sqlite3.Connection) -> list[Delivery]:
             rows = db.execute(
                 "SELECT id, body, attempt FROM messages WHERE channel = ? AND visible_at <= ? "
                 "ORDER BY visible_at, rowid LIMIT ?",
@@ -301,14 +310,17 @@ class SqliteQueue:
                     (now + lease, token, self._db.owner, self.name, message_id),
                 )
                 taken.append(Delivery(bytes(body), message_id, attempt + 1, token))
-        return taken
+            return taken
+
+        return self._db.write(take)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
-        with self._db.transaction() as db:
-            db.executemany(
-                "DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?",
-                [(self.name, d.id, d.handle) for d in deliveries],
+        rows = [(self.name, d.id, d.handle) for d in deliveries]
+        self._db.write(
+            lambda db: db.executemany(
+                "DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?", rows
             )
+        )
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         check_request(self, delay=delay)
@@ -323,16 +335,19 @@ class SqliteQueue:
         self._update_lease(delivery, "visible_at = ?", time.time() + lease)
 
     def _update_lease(self, delivery: Delivery, assignments: str, visible_at: float) -> None:
-        with self._db.transaction() as db:
-            updated = db.execute(
-                f"UPDATE messages SET {assignments} WHERE channel = ? AND id = ? AND lease = ?",
-                (visible_at, self.name, delivery.id, delivery.handle),
-            ).rowcount
+        updated = self._db.write(
+            lambda db: (
+                db.execute(
+                    f"UPDATE messages SET {assignments} WHERE channel = ? AND id = ? AND lease = ?",
+                    (visible_at, self.name, delivery.id, delivery.handle),
+                ).rowcount
+            )
+        )
         if not updated:
             raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        with self._db.transaction() as db:
+        def move(db: sqlite3.Connection) -> None:
             owned = db.execute(
                 "SELECT 1 FROM messages WHERE channel = ? AND id = ? AND lease = ?",
                 (self.name, delivery.id, delivery.handle),
@@ -340,6 +355,8 @@ class SqliteQueue:
             if owned is None:
                 raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")
             self._move_to_dead(db, delivery.id, reason)
+
+        self._db.write(move)
 
     def _move_to_dead(self, db: sqlite3.Connection, message_id: str, reason: str) -> None:
         if self._dead is None:

@@ -13,8 +13,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
 
 from switchboard.errors import ConfigError, TransientProviderError
 
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS owners (
 """
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+T = TypeVar("T")
 
 
 class Database:
@@ -87,19 +90,70 @@ class Database:
         self.lock = threading.RLock()
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.changed = threading.Condition(self.lock)
+        self._writers = threading.Condition()
+        self._pending: list[_Unit[Any]] = []
+        self._leading = False
         self._connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(f"PRAGMA synchronous={mode}")
-        with self.transaction() as db:
+        with self._transaction() as db:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.execute("INSERT INTO owners (owner, pid) VALUES (?, ?)", (self.owner, os.getpid()))
             self._reclaim_dead_owners(db)
 
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a write transaction and return its result once it is committed.
+
+        Group commit: writers that arrive while a commit is under way are committed
+        together by the next leader, one transaction and one fsync for the batch. Each
+        unit runs in its own SAVEPOINT, so an exception (a `Conflict`) undoes that unit
+        only and reaches only its caller. Nothing returns before its batch is durable.
+        """
+        unit = _Unit(work)
+        with self._writers:
+            self._pending.append(unit)
+            while not unit.finished and self._leading:
+                self._writers.wait()
+            if unit.finished:
+                return unit.outcome()
+            self._leading = True
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
+        finally:
+            with self._writers:
+                self._leading = False
+                self._writers.notify_all()
+        return unit.outcome()
+
+    def _commit(self, batch: list[_Unit[Any]]) -> None:
+        try:
+            with self.lock, self._transaction() as db:
+                for index, unit in enumerate(batch):
+                    db.execute(f"SAVEPOINT unit{index}")
+                    try:
+                        unit.result = unit.work(db)
+                    except Exception as exc:  # noqa: BLE001 - handed to that unit's caller
+                        unit.error = exc
+                        db.execute(f"ROLLBACK TO unit{index}")
+                    db.execute(f"RELEASE unit{index}")
+        except Exception as exc:  # noqa: BLE001 - the batch did not commit: all of it failed
+            failed = (
+                exc
+                if isinstance(exc, TransientProviderError)
+                else TransientProviderError(f"SQLite commit failed: {exc}")
+            )
+            for unit in batch:
+                unit.result, unit.error = None, failed
+        finally:
+            for unit in batch:
+                unit.finished = True
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: the write lock is taken up front, so it cannot fail
         half-way on a lock upgrade."""
         with self.lock:
@@ -129,6 +183,23 @@ class Database:
                     (time.time(), owner),
                 )
                 db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+
+
+class _Unit(Generic[T]):
+    """One writer's work in a group commit, and what became of it."""
+
+    __slots__ = ("error", "finished", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
+        self.work = work
+        self.finished = False
+        self.result: T | None = None
+        self.error: Exception | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
 
 
 def _alive(pid: int) -> bool:

@@ -174,21 +174,26 @@ class SqliteStateStore:
         check_write(self.capabilities, key, value, ttl)
         version = uuid.uuid4().hex
         now = time.time()
-        with self._db.transaction() as db:
+
+        def write(db: sqlite3.Connection) -> None:
             check_expectation(self._version(db, partition, key, now), expect, partition, key)
             db.execute(
                 "INSERT OR REPLACE INTO records (partition, key, value, version, expires) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (partition, key, bytes(value), version, now + ttl if ttl is not None else None),
             )
+
+        self._db.write(write)
         return version
 
     def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:
-        with self._db.transaction() as db:
+        def remove(db: sqlite3.Connection) -> None:
             check_expectation(
                 self._version(db, partition, key, time.time()), expect, partition, key
             )
             db.execute("DELETE FROM records WHERE partition = ? AND key = ?", (partition, key))
+
+        self._db.write(remove)
 
     def scan(
         self, partition: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None
