@@ -109,3 +109,54 @@ def test_worker_status_list_signal_history_on_a_shared_database(tmp_path: Path) 
     assert worker.returncode == 0, err
     assert "received SIGTERM" in out and "worker stopped" in out
     os.environ.pop("SWITCHBOARD_APP", None)
+
+
+def test_complete_and_fail_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "approvals.py").write_text(
+        "import switchboard as sb\n"
+        "app = sb.App('approvals')\n"
+        "@app.task\n"
+        "def ask():\n"
+        "    open('token.txt', 'w').write(sb.current_task().token)\n"
+        "    return sb.pending()\n"
+        "@app.workflow\n"
+        "def run(ctx):\n"
+        "    first = ask()\n"
+        "    try:\n"
+        "        ask()\n"
+        "    except sb.TaskFailed as exc:\n"
+        "        return [first, exc.message]\n"
+    )
+    db = str(tmp_path / "approvals.db")
+    common = ["--app", "approvals:app", "--set", f"path={db}"]
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "switchboard.cli",
+            "run",
+            "approvals:app",
+            "run",
+            "--set",
+            f"path={db}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    token_file = tmp_path / "token.txt"
+    for finish in (["--result", '{"ok": true}'], ["--error", "vendor said no"]):
+        deadline = time.monotonic() + 30
+        while not token_file.exists():
+            assert time.monotonic() < deadline, "the task never handed out its token"
+            time.sleep(0.05)
+        token = token_file.read_text()
+        token_file.unlink()
+        done = switchboard("complete", *common, token, *finish, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    again = switchboard("complete", *common, token, "--result", "1", cwd=tmp_path)
+    assert again.returncode == 2 and "already used" in again.stderr
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    assert '"vendor said no"' in out and '"ok": true' in out
