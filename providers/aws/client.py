@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+
 from switchboard.errors import (
     ConfigError,
     Conflict,

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import botocore.exceptions
+
 from switchboard.errors import (
     ConfigError,
     LeaseLost,
@@ -350,10 +351,12 @@ class SqsBroker:
                 "hyphens and underscores"
             )
         self._config = config
+        # A client passed in belongs to the caller, who closes it.
         self._client = client if client is not None else make_client("sqs", config)
-        self._urls: dict[tuple[str, int], tuple[str, str]] = {}
+        self._closed = client is not None
+        # native name -> (max_attempts it was ensured with, queue URL, DLQ URL)
+        self._urls: dict[str, tuple[int, str, str]] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     def queue(self, name: str, *, max_attempts: int = 5) -> SqsQueue:
         url, dead_url = self.ensure(name, max_attempts=max_attempts)
@@ -369,15 +372,17 @@ class SqsBroker:
             raise UnsupportedOperation(f"SQS allows 1 to 1000 attempts, got {max_attempts}")
         native = native_name(self._config.prefix, name)
         with self._lock:
-            cached = self._urls.get((native, max_attempts))
-            if cached is not None:
-                return cached
+            cached = self._urls.get(native)
+            if cached is not None and cached[0] == max_attempts:
+                return cached[1], cached[2]
             if self._config.create:
-                urls = self._create(native, max_attempts)
+                url, dead_url = self._create(native, max_attempts)
             else:
-                urls = (self._lookup(native), self._lookup(f"{native}-dlq"))
-            self._urls[(native, max_attempts)] = urls
-            return urls
+                url, dead_url = self._lookup(native), self._lookup(f"{native}-dlq")
+                self._check_size_limit(native, url)
+                self._check_size_limit(f"{native}-dlq", dead_url)
+            self._urls[native] = (max_attempts, url, dead_url)
+            return url, dead_url
 
     def close(self) -> None:
         if not self._closed:
@@ -412,6 +417,19 @@ class SqsBroker:
             with translated(f"updating queue {native}"):
                 self._client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
         return url
+
+    def _check_size_limit(self, native: str, url: str) -> None:
+        """Our declared limit needs SQS's largest; queues made before 2025 default to 256 KiB."""
+        with translated(f"reading the attributes of {native}"):
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+            )["Attributes"]
+        size = int(attributes.get("MaximumMessageSize", SQS_MAX_BYTES))
+        if size < SQS_MAX_BYTES:
+            raise ConfigError(
+                f"SQS queue {native} takes messages up to {size} bytes; switchboard needs "
+                f"{SQS_MAX_BYTES}: set its MaximumMessageSize to {SQS_MAX_BYTES}"
+            )
 
     def _lookup(self, native: str) -> str:
         try:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import botocore.exceptions
+
 from switchboard.errors import ConfigError, Conflict, NotFound, TooLarge, UnsupportedOperation
 from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
 from switchboard.providers.aws.client import error_codes, make_client, translated
@@ -65,7 +66,7 @@ def _encode_cursor(key: str) -> str:
 def _decode_cursor(cursor: str) -> str:
     try:
         (key,) = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error, UnicodeError) as exc:
+    except (TypeError, ValueError, binascii.Error, UnicodeError) as exc:
         raise UnsupportedOperation(f"{cursor!r} is not a cursor returned by scan") from exc
     if not isinstance(key, str):
         raise UnsupportedOperation(f"{cursor!r} is not a cursor returned by scan")
@@ -80,8 +81,9 @@ class DynamoStateStore:
     def __init__(self, config: AwsConfig, *, client: Any = None) -> None:
         self._config = config
         self.table = config.table
+        # A client passed in belongs to the caller, who closes it.
         self._client = client if client is not None else make_client("dynamodb", config)
-        self._closed = False
+        self._closed = client is not None
 
     def ensure(self) -> None:
         """Make sure the table exists with TTL on `expires` (creating both if allowed).

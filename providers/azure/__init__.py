@@ -22,28 +22,36 @@ _MISSING_SDK = (
 )
 
 
+def _missing_sdk(error: ImportError) -> bool:
+    return (error.name or "").startswith("azure")
+
+
 def make_broker(config: AzureConfig) -> ServiceBusBroker:
     """Service Bus queues named `{prefix}-{channel}` in the namespace the config names."""
-    connection_string = config.require_servicebus()
     try:
         import azure.servicebus  # noqa: F401
+
         from switchboard.providers.azure.queue import ServiceBusBroker
     except ImportError as error:
-        raise ConfigError(_MISSING_SDK) from error
+        if _missing_sdk(error):
+            raise ConfigError(_MISSING_SDK) from error
+        raise
     return ServiceBusBroker.from_connection_string(
-        connection_string, prefix=config.prefix, create=config.create
+        config.require_servicebus(), prefix=config.prefix, create=config.create
     )
 
 
 def make_state(config: AzureConfig) -> TablesStateStore:
     """The Data Tables state store on the configured table, created when `create` is on."""
-    connection_string = config.require_tables()
     try:
         import azure.data.tables  # noqa: F401
+
         from switchboard.providers.azure.state import TablesStateStore
     except ImportError as error:
-        raise ConfigError(_MISSING_SDK) from error
-    store = TablesStateStore.from_connection_string(connection_string, config.table)
+        if _missing_sdk(error):
+            raise ConfigError(_MISSING_SDK) from error
+        raise
+    store = TablesStateStore.from_connection_string(config.require_tables(), config.table)
     if config.create:
         try:
             store.ensure()

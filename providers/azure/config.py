@@ -37,10 +37,21 @@ class AzureConfig:
         env=("AZURE_TABLES_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"),
         help=f"Storage account (Tables) connection string, e.g. {TABLES_EXAMPLE}",
     )
-    table: str = setting("switchboard", help="the table holding every record (3-63 letters/digits)")
-    prefix: str = setting("switchboard", help="prefix of every Service Bus queue name")
+    table: str = setting(
+        "switchboard",
+        env=("SWITCHBOARD_AZURE_TABLE",),
+        help="the table holding every record (3-63 letters and digits)",
+    )
+    prefix: str = setting(
+        "switchboard",
+        env=("SWITCHBOARD_AZURE_PREFIX",),
+        help="queue names are PREFIX-NAME (dead letters in each queue's $DeadLetterQueue)",
+    )
     create: bool = setting(
-        True, help="create missing tables and queues (needs management rights on the namespace)"
+        True,
+        env=("SWITCHBOARD_AZURE_CREATE",),
+        help="create the missing table and queues (needs Manage rights on the namespace); "
+        "set false where infrastructure is provisioned",
     )
 
     def require_servicebus(self) -> str:

@@ -133,8 +133,7 @@ class ServiceBusBroker:
             raise ValueError(f"a channel name holds only letters, digits and hyphens: {name!r}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        # Entity names are case-insensitive; lower case makes that explicit.
-        entity = f"{self._prefix}-{name}".lower()
+        entity = entity_name(self._prefix, name)
         if len(entity) > _MAX_ENTITY_NAME:
             raise ValueError(f"queue name {entity!r} is longer than {_MAX_ENTITY_NAME} characters")
         if self._admin is not None:
@@ -152,7 +151,11 @@ class ServiceBusBroker:
 
         assert self._admin is not None
         lock = datetime.timedelta(seconds=self._lock_duration)
-        with _translated(f"provisioning queue {entity}"):
+        where = (
+            f"provisioning queue {entity} (this needs Manage rights; without them set "
+            f"create=False and create the queue with MaxDeliveryCount={max_attempts})"
+        )
+        with _translated(where):
             try:
                 self._admin.create_queue(
                     entity, max_delivery_count=max_attempts, lock_duration=lock
@@ -174,8 +177,12 @@ class ServiceBusBroker:
                 return
             self._closed = True
             queues, self._queues = self._queues, []
-        for queue in queues:
-            queue.close()
+        # Closing a link waits for the service's answer: close the queues side by side.
+        closers = [threading.Thread(target=queue.close) for queue in queues]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
         self._client.close()
         if self._admin is not None:
             self._admin.close()
@@ -227,6 +234,10 @@ class ServiceBusQueue:
         self._handlers = ExitStack()
         self._send_lock = threading.Lock()
         self._receive_lock = threading.RLock()
+        #: Threads waiting for the receive lock; a polling `receive` steps aside for them
+        #: between polls (a plain lock lets the poller take it straight back).
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._leases: dict[int, _Lease] = {}
         self._keeper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -289,7 +300,9 @@ class ServiceBusQueue:
         while True:
             remaining = deadline - time.monotonic()
             poll = min(max(remaining, _MIN_POLL_SECONDS), _POLL_SECONDS)
+            self._step_aside()
             with self._receive_lock, _translated(f"receiving from {self.entity}"):
+                self._keep_leases_due()
                 receiver = self._open_receiver()
                 messages = receiver.receive_messages(
                     max_message_count=max_messages - len(deliveries), max_wait_time=poll
@@ -387,7 +400,7 @@ class ServiceBusQueue:
     def extend(self, delivery: Delivery, lease: float) -> None:
         _check_lease(lease)
         state = self._lease_of(delivery)
-        with self._receive_lock:
+        with self._turn():
             if id(state) not in self._leases:
                 raise LeaseLost(
                     f"delivery {delivery.id} from {self.entity} is no longer held (its lease "
@@ -405,7 +418,7 @@ class ServiceBusQueue:
 
     def dead_letters(self) -> ServiceBusQueue:
         self._refuse_on_dead_letter_queue("take the dead-letter channel of")
-        with self._receive_lock:
+        with self._turn():
             if self._dead_letters is None:
                 self._dead_letters = ServiceBusQueue(
                     self._client,
@@ -417,7 +430,7 @@ class ServiceBusQueue:
             return self._dead_letters
 
     def close(self) -> None:
-        with self._receive_lock, self._send_lock:
+        with self._turn(), self._send_lock:
             if self._closed:
                 return
             self._closed = True
@@ -467,7 +480,7 @@ class ServiceBusQueue:
     @contextmanager
     def _settling(self, lease: _Lease, verb: str, delivery: Delivery) -> Iterator[Any]:
         """Settle under the receive lock; a lease that already ended is `LeaseLost`."""
-        with self._receive_lock:
+        with self._turn():
             if self._leases.pop(id(lease), None) is None:
                 raise LeaseLost(
                     f"{verb} delivery {delivery.id} from {self.entity}: its lease had already "
@@ -488,26 +501,60 @@ class ServiceBusQueue:
             self._keeper.start()
 
     def _keep_leases(self) -> None:
-        """Renew locks while leases last; abandon messages whose lease ended first."""
+        """The keeper thread: lease upkeep while no `receive` is polling to do it."""
         while not self._stop.wait(_KEEPER_TICK):
-            with self._receive_lock:
+            with self._turn():
                 if self._closed:
                     return
-                now = time.monotonic()
-                for key, lease in list(self._leases.items()):
-                    try:
-                        self._keep(key, lease, now)
-                    except Exception:  # the next settle of it reports LeaseLost
-                        self._leases.pop(key, None)
+                self._keep_leases_due()
 
-    def _keep(self, key: int, lease: _Lease, now: float) -> None:
-        if now >= lease.deadline:
-            del self._leases[key]
-            self._open_receiver().abandon_message(lease.message)
-            return
-        lock_left = _seconds_until(lease.message.locked_until_utc)
-        if lock_left < lease.lock_seconds / 3 and lease.deadline - now > lock_left:
-            self._open_receiver().renew_message_lock(lease.message)
+    def _keep_leases_due(self) -> None:
+        """Renew locks while leases last; abandon messages whose lease ended first (called
+        with the receive lock held)."""
+        now = time.monotonic()
+        for key, lease in list(self._leases.items()):
+            try:
+                if now >= lease.deadline:
+                    del self._leases[key]
+                    self._open_receiver().abandon_message(lease.message)
+                    continue
+                lock_left = _seconds_until(lease.message.locked_until_utc)
+                if lock_left < lease.lock_seconds / 3 and lease.deadline - now > lock_left:
+                    self._open_receiver().renew_message_lock(lease.message)
+            except Exception:  # noqa: BLE001 - the next settle of it reports LeaseLost
+                self._leases.pop(key, None)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold the receive lock, announced so that a polling `receive` lets us in."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._receive_lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._receive_lock.release()
+
+    def _step_aside(self) -> None:
+        """Before a poll: give waiting settlers and the keeper the receive lock first."""
+        patience = time.monotonic() + 1.0
+        while self._waiting and time.monotonic() < patience:
+            time.sleep(0.002)
+
+
+def entity_name(prefix: str, name: str) -> str:
+    """The queue holding channel `name`. Service Bus entity names are case-insensitive while
+    channel names are not, so an upper-case letter becomes `_` and its lower-case form; a
+    name ending in a hyphen gets `_0`, as an entity name must end with a letter or digit.
+    Channel names hold no `_`, so distinct names always give distinct queues."""
+    mapped = "".join(f"_{char.lower()}" if char.isupper() else char for char in name)
+    if mapped.endswith("-"):
+        mapped += "_0"
+    return f"{prefix.lower()}-{mapped}"
 
 
 def _attempt(message: ServiceBusReceivedMessage) -> int:

@@ -114,6 +114,8 @@ TABLES_STATE_CAPABILITIES = StateCapabilities(
 )
 
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+#: The weak entity tags Tables issues (RFC 9110 syntax); it answers 400 to other If-Match values.
+_ETAG = re.compile(r'W/"[\x21\x23-\x7e]*"')
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _TOO_LARGE_CODES = frozenset({"EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"})
 #: Ask the service not to echo a written entity back: values may be up to 1 MiB.
@@ -209,6 +211,7 @@ class TablesStateStore:
             with _translated(where, exists=f"{partition}/{key} already exists"):
                 written = self._table.create_entity(entity, headers=_NO_ECHO)
         elif isinstance(expect, str):
+            _check_version(expect, partition, key)
             # A missing record answers 404 to If-Match: it never matches a version.
             with _translated(
                 where,
@@ -239,6 +242,7 @@ class TablesStateStore:
             return
         if not isinstance(expect, str):
             raise TypeError(f"expect must be ANY, ABSENT or a version string, got {expect!r}")
+        _check_version(expect, partition, key)
         self._delete_version(partition, key, partition_key, row_key, expect)
 
     def _delete_version(
@@ -259,6 +263,8 @@ class TablesStateStore:
                 self._table.submit_transaction([operation])
         except ProviderError as error:
             cause = error.__cause__
+            if isinstance(cause, TableTransactionError) and _error_code(cause) == "TableNotFound":
+                raise NotFound(f"deleting {partition}/{key}: the table does not exist") from cause
             if isinstance(cause, TableTransactionError) and cause.status_code in (404, 412):
                 state = "does not exist" if cause.status_code == 404 else "has another version"
                 raise Conflict(f"{partition}/{key} {state} (expected version {version})") from cause
@@ -308,6 +314,15 @@ class TablesStateStore:
                 f"limit of {MAX_KEY_BYTES}"
             )
         return self._native_partition(partition), encode_key(key)
+
+
+def _check_version(version: str, partition: str, key: str) -> None:
+    """A string that is not an ETag is no record's current version: `Conflict`, without
+    asking the service (which would refuse the request as malformed)."""
+    if not _ETAG.fullmatch(version):
+        raise Conflict(
+            f"{partition}/{key} is not at version {version!r} (not a version of this store)"
+        )
 
 
 def _record(key: str, entity: Any) -> Record:

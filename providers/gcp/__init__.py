@@ -1,4 +1,6 @@
-"""The gcp provider: Pub/Sub queues and a Firestore state store (no executors yet).
+"""The gcp provider: Pub/Sub queues, a Firestore state store, and the `gcp.http` executor
+for Cloud Run / Cloud Functions (the default executor is the core tasks queue on Pub/Sub);
+serverless entry points live in `switchboard.providers.gcp.handlers`.
 
 Registered through the `switchboard` entry point exactly as a third-party plugin is. The
 Google SDKs are imported only when a component is built.
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 
 from switchboard.errors import ConfigError
 from switchboard.hookspecs import hookimpl
-from switchboard.interfaces import Broker, ProviderSpec, StateStore
+from switchboard.interfaces import Broker, Executor, ExecutorHost, ProviderSpec, StateStore
 from switchboard.providers.gcp._google import MISSING_SDK
 from switchboard.providers.gcp.config import GcpConfig
 
@@ -35,15 +37,22 @@ def _state(config: GcpConfig) -> StateStore:
     return FirestoreStateStore(config)
 
 
+def _http_executor(config: GcpConfig, host: ExecutorHost) -> Executor:
+    from switchboard.providers.gcp.executor import HttpExecutor
+
+    return HttpExecutor(config, host)
+
+
 @hookimpl
 def switchboard_providers() -> Sequence[ProviderSpec]:
     return [
         ProviderSpec(
             name="gcp",
-            description="Google Cloud: Pub/Sub queues, Firestore state",
+            description="Google Cloud: Pub/Sub queues, Firestore state, Cloud Run over HTTP",
             config=GcpConfig,
             broker=_broker,
             state=_state,
+            executors={"http": _http_executor},
             extra="gcp",
             requires=("google.cloud.pubsub_v1", "google.cloud.firestore"),
         )

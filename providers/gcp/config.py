@@ -1,4 +1,9 @@
-"""Settings of the gcp provider (Pub/Sub queues, Firestore state)."""
+"""Settings of the gcp provider (Pub/Sub queues, Firestore state, HTTP task executor).
+
+Credentials come from Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS,
+`gcloud auth application-default login`, or the metadata server); emulator hosts and the
+project from their standard environment variables.
+"""
 
 from __future__ import annotations
 
@@ -42,4 +47,24 @@ class GcpConfig:
         True,
         env=("SWITCHBOARD_GCP_CREATE_RESOURCES",),
         help="create missing topics and subscriptions on first use (needs pubsub.editor)",
+    )
+    task_url: str | None = setting(
+        None,
+        env=("SWITCHBOARD_GCP_TASK_URL",),
+        help="URL of the Cloud Run service / Cloud Function that runs tasks (executor gcp.http)",
+    )
+    task_auth: bool = setting(
+        False,
+        env=("SWITCHBOARD_GCP_TASK_AUTH",),
+        help="send a Google ID token (audience: task_url) with each task request (gcp.http)",
+    )
+    task_timeout: float = setting(
+        900.0,
+        env=("SWITCHBOARD_GCP_TASK_TIMEOUT",),
+        help="seconds a task request may take, the task included (gcp.http; Cloud Run: <= 3600)",
+    )
+    task_concurrency: int = setting(
+        32,
+        env=("SWITCHBOARD_GCP_TASK_CONCURRENCY",),
+        help="task requests in flight at once from one process (gcp.http)",
     )

@@ -9,7 +9,8 @@ Resources of channel `name` (created by `ensure()` when missing, never deleted):
 - topic and subscription `{prefix}-{name}-dlq`: the dead-letter channel, `dead_letters()`.
   Its own dead-letter policy points back at itself (100 attempts), only so that Pub/Sub
   counts its deliveries; a dead letter is never dropped.
-- topic and subscription `{prefix}-{name}-delay`: messages waiting out a delay.
+- topic and subscription `{prefix}-{name}-delay`: messages of both channels waiting out a
+  delay (`sb-to: dlq` marks those bound for the dead-letter channel).
 
 Delayed delivery. Pub/Sub cannot hide a message at publish time, and a message held back
 by ModifyAckDeadline on the channel's subscription would count each hold as a delivery
@@ -26,16 +27,24 @@ the channel; `max_delay` stays below the 7-day retention of unacked messages.
 
 Attempts. `attempt = sb-attempts + delivery_attempt`: a message republished by
 `release(delay=...)` carries in `sb-attempts` the attempts it had used, because the copy's
-own `delivery_attempt` starts again at 1. Since such a copy restarts the native counter,
-and Pub/Sub refuses a policy below 5 attempts, `receive` also enforces `max_attempts`
-itself: a delivery beyond it is published to the dead-letter topic with a reason and
-acked instead of returned. `release(delay=0)` is ModifyAckDeadline(0), a native redelivery.
+own `delivery_attempt` starts again at 1 (`sb-dlq-attempts` on the dead-letter channel,
+since Pub/Sub copies a forwarded message's attributes). Since such a copy restarts the
+native counter, and Pub/Sub refuses a policy below 5 attempts, `receive` also enforces
+`max_attempts` itself: a delivery beyond it is published to the dead-letter topic with a
+reason and acked instead of returned. `release(delay=0)` is ModifyAckDeadline(0), a
+native redelivery.
 
 Leases. A pull holds messages for the subscription's 10 s ack deadline; `receive` then sets
 ModifyAckDeadline(ceil(lease)) on the batch, so leases from 1 s to 600 s work (Pub/Sub
 accepts 0..600 there; the 10 s minimum applies only to a subscription's default).
 Fractional leases are rounded up to whole seconds. Every message carries `sb-id`, the id
 that stays the same across redeliveries, republishing and dead-lettering.
+
+Push. A message that Pub/Sub pushes to an endpoint (a push subscription or a CloudEvent
+trigger, see `handlers.py`) becomes a `Delivery` through `pushed()`; it has no ack id, and
+the endpoint's HTTP answer settles it. Its `dead_letter` publishes to the dead-letter
+topic (the endpoint then answers 2xx, which acknowledges the original), and a pushed
+`-delay` message is passed on by `forward_delayed()` once due.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +77,22 @@ CAPABILITIES = QueueCapabilities(
 
 ID = "sb-id"
 ATTEMPTS = "sb-attempts"
+#: Attempts used on the dead-letter channel; apart from ATTEMPTS, which Pub/Sub copies
+#: onto the messages it forwards there.
+DEAD_LETTER_ATTEMPTS = "sb-dlq-attempts"
+#: On the delay topic: "dlq" sends the message to the dead-letter channel when due.
+TO = "sb-to"
+DEAD_LETTERS = "dlq"
 NOT_BEFORE = "sb-not-before"
 REASON = "sb-reason"
 # Set by Pub/Sub on messages it forwards to a dead-letter topic.
 NATIVE_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 
-_NAME = re.compile(r"[A-Za-z0-9-]+")
+# The interface promises letters, digits and hyphens; underscores are accepted too, since
+# app names may hold them (the runtime names channels `{app}-{channel}`) and Pub/Sub allows
+# them in topic and subscription names.
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_NAME = 255
 _SUBSCRIPTION_ACK_DEADLINE = 10
 _MAX_ACK_DEADLINE = 600
 _MIN_NATIVE_ATTEMPTS, _MAX_NATIVE_ATTEMPTS = 5, 100
@@ -103,9 +122,25 @@ class _Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class _Pushed:
+    """A pushed delivery's handle: the push endpoint's HTTP answer settles it."""
+
+    subscription: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Names:
     topic: str
     subscription: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The Pub/Sub resources behind one channel name."""
+
+    channel: _Names
+    dead: _Names
+    delay: _Names
 
 
 class PubSubQueue:
@@ -118,17 +153,20 @@ class PubSubQueue:
         broker: PubSubBroker,
         name: str,
         max_attempts: int,
+        layout: _Layout,
         *,
-        channel: _Names,
         dead: PubSubQueue | None,
-        delay: _Names | None,
     ) -> None:
         self.name = name
         self.max_attempts = max_attempts
         self._broker = broker
-        self._channel = channel
+        self._layout = layout
+        #: This channel's dead-letter queue; None when this queue is that channel.
         self._dead = dead
-        self._delay = delay
+        self._channel = layout.channel if dead is not None else layout.dead
+        # The two channels share the delay topic; `sb-to` says where a message goes when due.
+        self._target = {} if dead is not None else {TO: DEAD_LETTERS}
+        self._attempts = ATTEMPTS if dead is not None else DEAD_LETTER_ATTEMPTS
         self._next_pump = 0.0
         self._pump_lock = threading.Lock()
 
@@ -137,9 +175,10 @@ class PubSubQueue:
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         self._check_send(bodies, delay)
         if delay > 0:
-            not_before = _not_before(delay)
-            self._publish_to_delay(
-                [(bytes(body), {ID: uuid.uuid4().hex, NOT_BEFORE: not_before}) for body in bodies]
+            held = {NOT_BEFORE: _not_before(delay), **self._target}
+            self._broker.publish(
+                self._layout.delay.topic,
+                [(bytes(body), {ID: uuid.uuid4().hex, **held}) for body in bodies],
             )
         else:
             self._broker.publish(
@@ -193,18 +232,13 @@ class PubSubQueue:
             raise UnsupportedOperation(
                 f"queue {self.name!r} delays at most {CAPABILITIES.max_delay}s, asked for {delay}s"
             )
-        self._publish_to_delay(
-            [
-                (
-                    delivery.body,
-                    {
-                        ID: delivery.id,
-                        ATTEMPTS: str(delivery.attempt),
-                        NOT_BEFORE: _not_before(delay),
-                    },
-                )
-            ]
-        )
+        attributes = {
+            ID: delivery.id,
+            self._attempts: str(delivery.attempt),
+            NOT_BEFORE: _not_before(delay),
+            **self._target,
+        }
+        self._broker.publish(self._layout.delay.topic, [(delivery.body, attributes)])
         self._broker.acknowledge(handle.subscription, [handle.ack_id])
         handle.expires = 0.0
 
@@ -218,8 +252,11 @@ class PubSubQueue:
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         if self._dead is None:
             raise UnsupportedOperation(f"{self.name!r} is itself a dead-letter channel")
+        if isinstance(delivery.handle, _Pushed):
+            self._dead_letter([(delivery.body, delivery.id, reason)])
+            return
         handle = self._held(delivery, "dead_letter")
-        self._dead_letter(delivery.body, delivery.id, reason)
+        self._dead_letter([(delivery.body, delivery.id, reason)])
         self._broker.acknowledge(handle.subscription, [handle.ack_id])
         handle.expires = 0.0
 
@@ -230,6 +267,47 @@ class PubSubQueue:
 
     def close(self) -> None:
         """Nothing to release: the broker owns the clients (`PubSubBroker.close`)."""
+
+    # -- push delivery ----------------------------------------------------------------------
+
+    def pushed(
+        self,
+        data: bytes,
+        attributes: Mapping[str, str],
+        message_id: str,
+        *,
+        delivery_attempt: int | None,
+        subscription: str,
+    ) -> Delivery | None:
+        """The `Delivery` of a message Pub/Sub pushed from this channel's subscription.
+
+        None when the message is past `max_attempts`: it has then been published to the
+        dead-letter topic, and the endpoint should acknowledge it (answer 2xx).
+        `delivery_attempt` is Pub/Sub's count (present when the subscription has a
+        dead-letter policy); without it the delivery counts as a first one.
+        """
+        attempt = _int(attributes.get(self._attempts)) + max(1, delivery_attempt or 1)
+        delivery_id = str(attributes.get(ID) or message_id)
+        if self._dead is not None and attempt > self.max_attempts:
+            exhausted = f"delivered {self.max_attempts} times (max_attempts) without being acked"
+            self._dead_letter([(data, delivery_id, exhausted)])
+            return None
+        reason = None
+        if self._dead is None:
+            reason = attributes.get(REASON) or _native_reason(attributes)
+        return Delivery(data, delivery_id, attempt, _Pushed(subscription), reason)
+
+    def forward_delayed(self, data: bytes, attributes: Mapping[str, str]) -> float:
+        """Pass a message pushed from the `-delay` subscription on to its channel (or its
+        dead-letter channel) if it is due, and return 0; else return the seconds left."""
+        remaining = _float(attributes.get(NOT_BEFORE)) - time.time()
+        if remaining > 0:
+            return remaining
+        to_dead = attributes.get(TO) == DEAD_LETTERS
+        topic = (self._layout.dead if to_dead else self._layout.channel).topic
+        kept = {key: value for key, value in attributes.items() if key not in (NOT_BEFORE, TO)}
+        self._broker.publish(topic, [(data, kept)])
+        return 0.0
 
     # -- internals --------------------------------------------------------------------------
 
@@ -250,13 +328,6 @@ class PubSubQueue:
                     f"{CAPABILITIES.max_message_bytes} bytes"
                 )
 
-    def _publish_to_delay(self, messages: list[tuple[bytes, dict[str, str]]]) -> None:
-        if self._delay is None:
-            raise UnsupportedOperation(
-                f"{self.name!r} is a dead-letter channel: it takes no delays; send with delay=0"
-            )
-        self._broker.publish(self._delay.topic, messages)
-
     def _admit(self, pulled: Sequence[Any], lease_seconds: int, pulled_at: float) -> list[Delivery]:
         """Turn pulled messages into deliveries; dead-letter those past `max_attempts`.
 
@@ -267,27 +338,26 @@ class PubSubQueue:
         for received in pulled:
             message = received.message
             attributes = message.attributes
-            native = max(1, int(received.delivery_attempt))
+            attempt = _int(attributes.get(self._attempts)) + max(1, received.delivery_attempt)
             if self._dead is None:
-                attempt = native
                 reason = attributes.get(REASON) or _native_reason(attributes)
             else:
-                attempt = _int(attributes.get(ATTEMPTS)) + native
                 reason = None
                 if attempt > self.max_attempts:
                     exhausted.append(received)
                     continue
             handle = _Lease(self._channel.subscription, received.ack_id, pulled_at + lease_seconds)
-            message_id = attributes.get(ID) or message.message_id
-            deliveries.append(Delivery(bytes(message.data), message_id, attempt, handle, reason))
-        for received in exhausted:
-            message = received.message
-            self._dead_letter(
-                bytes(message.data),
-                message.attributes.get(ID) or message.message_id,
-                f"delivered {self.max_attempts} times (max_attempts) without being acked",
+            deliveries.append(
+                Delivery(bytes(message.data), _message_id(message), attempt, handle, reason)
             )
         if exhausted:
+            reason = f"delivered {self.max_attempts} times (max_attempts) without being acked"
+            self._dead_letter(
+                [
+                    (bytes(received.message.data), _message_id(received.message), reason)
+                    for received in exhausted
+                ]
+            )
             self._broker.acknowledge(
                 self._channel.subscription, [received.ack_id for received in exhausted]
             )
@@ -299,51 +369,55 @@ class PubSubQueue:
             )
         return deliveries
 
-    def _dead_letter(self, body: bytes, message_id: str, reason: str) -> None:
-        assert self._dead is not None
+    def _dead_letter(self, messages: Sequence[tuple[bytes, str, str]]) -> None:
+        """Publish (body, id, reason) triples to the dead-letter topic."""
         self._broker.publish(
-            self._dead._channel.topic, [(body, {ID: message_id, REASON: _cut(reason)})]
+            self._layout.dead.topic,
+            [
+                (body, {ID: message_id, REASON: _cut(reason)})
+                for body, message_id, reason in messages
+            ],
         )
 
     def _pump_delayed(self) -> None:
-        """Move due messages from the delay subscription to the channel; hold the rest."""
-        if self._delay is None:
-            return
+        """Move due messages from the delay subscription to their channel; hold the rest."""
+        delay = self._layout.delay
         with self._pump_lock:
             if time.monotonic() < self._next_pump:
                 return
             self._next_pump = time.monotonic() + _PUMP_INTERVAL
-        pulled = self._broker.pull(self._delay.subscription, 100, timeout=_PUMP_PULL)
+        pulled = self._broker.pull(delay.subscription, 100, timeout=_PUMP_PULL)
         now = time.time()
-        due: list[Any] = []
+        due: dict[str, list[Any]] = {}
         holds: dict[int, list[str]] = {}
         for received in pulled:
-            remaining = _float(received.message.attributes.get(NOT_BEFORE)) - now
+            attributes = received.message.attributes
+            remaining = _float(attributes.get(NOT_BEFORE)) - now
             if remaining <= 0:
-                due.append(received)
+                to_dead = attributes.get(TO) == DEAD_LETTERS
+                topic = (self._layout.dead if to_dead else self._layout.channel).topic
+                due.setdefault(topic, []).append(received)
             else:
                 seconds = min(math.ceil(remaining), _MAX_ACK_DEADLINE)
                 holds.setdefault(seconds, []).append(received.ack_id)
         for seconds, ack_ids in holds.items():
-            self._broker.modify_ack_deadline(self._delay.subscription, ack_ids, seconds)
-        if due:
+            self._broker.modify_ack_deadline(delay.subscription, ack_ids, seconds)
+        for topic, messages in due.items():
             self._broker.publish(
-                self._channel.topic,
+                topic,
                 [
                     (
                         bytes(received.message.data),
                         {
                             key: value
                             for key, value in received.message.attributes.items()
-                            if key != NOT_BEFORE
+                            if key not in (NOT_BEFORE, TO)
                         },
                     )
-                    for received in due
+                    for received in messages
                 ],
             )
-            self._broker.acknowledge(
-                self._delay.subscription, [received.ack_id for received in due]
-            )
+            self._broker.acknowledge(delay.subscription, [received.ack_id for received in messages])
 
     def _held(self, delivery: Delivery, action: str) -> _Lease:
         handle = _handle(delivery)
@@ -373,7 +447,15 @@ class PubSubBroker:
 
     def queue(self, name: str, *, max_attempts: int = 5) -> PubSubQueue:
         if not _NAME.fullmatch(name):
-            raise ConfigError(f"queue name {name!r} must hold only letters, digits and hyphens")
+            raise ConfigError(
+                f"queue name {name!r} must hold only letters, digits, hyphens and underscores"
+            )
+        longest = f"{self._config.prefix}-{name}-delay"
+        if len(longest) > _MAX_NAME:
+            raise ConfigError(
+                f"queue name {name!r} is too long: Pub/Sub names hold at most {_MAX_NAME} "
+                f"characters, and {longest!r} has {len(longest)}"
+            )
         if not 1 <= max_attempts <= _MAX_NATIVE_ATTEMPTS:
             raise UnsupportedOperation(
                 f"Pub/Sub counts at most {_MAX_NATIVE_ATTEMPTS} delivery attempts; "
@@ -393,13 +475,30 @@ class PubSubBroker:
         the last opener's `max_attempts` decides when Pub/Sub forwards natively (each
         queue still enforces its own `max_attempts` on receive).
         """
-        channel, dead, delay = self._names(name)
+        layout = self._layout(name)
+        channel, dead, delay = layout.channel, layout.dead, layout.delay
         for topic in (channel.topic, dead.topic, delay.topic):
             self._create_topic(topic)
         self._create_subscription(dead, dead_letter_topic=dead.topic, attempts=100)
         self._create_subscription(delay, dead_letter_topic=None, attempts=0)
         native = min(max(max_attempts, _MIN_NATIVE_ATTEMPTS), _MAX_NATIVE_ATTEMPTS)
         self._create_subscription(channel, dead_letter_topic=dead.topic, attempts=native)
+
+    def route(self, resource: str) -> tuple[str, str] | None:
+        """The channel name and role ("channel", "delay" or "dlq") of one of this broker's
+        topics or subscriptions (`projects/P/topics/T`, `projects/P/subscriptions/S`);
+        None for a resource that is not ours."""
+        for kind in ("subscriptions", "topics"):
+            start = f"projects/{self._config.project}/{kind}/{self._config.prefix}-"
+            if resource.startswith(start):
+                name = resource[len(start) :]
+                break
+        else:
+            return None
+        for role, suffix in (("delay", "-delay"), ("dlq", "-dlq")):
+            if name.endswith(suffix):
+                return name[: -len(suffix)], role
+        return name, "channel"
 
     def close(self) -> None:
         if self._closed:
@@ -422,7 +521,7 @@ class PubSubBroker:
         for future in futures:
             try:
                 future.result(timeout=_PUBLISH_TIMEOUT)
-            except Exception as exc:  # collected, translated below
+            except Exception as exc:  # noqa: BLE001 - collected, translated below
                 failures.append(exc)
         if failures:
             raise translate(failures[0], f"publish to {topic} ({len(failures)} failed)") from (
@@ -475,13 +574,11 @@ class PubSubBroker:
     def _open(self, name: str, max_attempts: int) -> PubSubQueue:
         if self._config.create_resources:
             self.ensure(name, max_attempts=max_attempts)
-        channel, dead, delay = self._names(name)
-        dead_queue = PubSubQueue(
-            self, f"{name}-dlq", _MAX_NATIVE_ATTEMPTS, channel=dead, dead=None, delay=None
-        )
-        return PubSubQueue(self, name, max_attempts, channel=channel, dead=dead_queue, delay=delay)
+        layout = self._layout(name)
+        dead = PubSubQueue(self, f"{name}-dlq", _MAX_NATIVE_ATTEMPTS, layout, dead=None)
+        return PubSubQueue(self, name, max_attempts, layout, dead=dead)
 
-    def _names(self, name: str) -> tuple[_Names, _Names, _Names]:
+    def _layout(self, name: str) -> _Layout:
         project, base = self._config.project, f"{self._config.prefix}-{name}"
 
         def names(suffix: str) -> _Names:
@@ -490,7 +587,7 @@ class PubSubBroker:
                 f"projects/{project}/subscriptions/{base}{suffix}",
             )
 
-        return names(""), names("-dlq"), names("-delay")
+        return _Layout(names(""), names("-dlq"), names("-delay"))
 
     def _create_topic(self, topic: str) -> None:
         from google.api_core import exceptions as google
@@ -551,6 +648,10 @@ class PubSubBroker:
 
 def _handle(delivery: Delivery) -> _Lease:
     handle = delivery.handle
+    if isinstance(handle, _Pushed):
+        raise UnsupportedOperation(
+            f"delivery {delivery.id} was pushed: the push endpoint's HTTP answer settles it"
+        )
     if not isinstance(handle, _Lease):
         raise UnsupportedOperation(f"delivery {delivery.id} did not come from a Pub/Sub queue")
     return handle
@@ -567,6 +668,11 @@ def _lease_seconds(lease: float, name: str) -> int:
 
 def _not_before(delay: float) -> str:
     return repr(time.time() + delay)
+
+
+def _message_id(message: Any) -> str:
+    """Ours, kept across republishing; Pub/Sub's for a message published by someone else."""
+    return str(message.attributes.get(ID) or message.message_id)
 
 
 def _native_reason(attributes: Any) -> str | None:

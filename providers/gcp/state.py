@@ -6,9 +6,9 @@ a run is one query, and no two partitions can ever meet in a scan. Scans order b
 `key` field, not by document id: Firestore orders strings by their UTF-8 bytes (the
 emulator too: tested), which is exactly the order the interface promises, so the ids only
 have to be valid and distinct (see `document_id`). Prefix scans are a range on `key`
-(`prefix <= key < next string after every key with that prefix`); a cursor is the last
-key returned, continued with `start_after`, so records written during a scan neither
-repeat nor hide records that existed throughout.
+(`prefix <= key < next string after every key with that prefix`); a cursor is `>` and the
+last key returned (never empty, even after the empty key), continued with `start_after`,
+so records written during a scan neither repeat nor hide records that existed throughout.
 
 Versions are the document's `update_time` ("seconds.nanoseconds"), checked by Firestore
 preconditions in the write itself: `create()` for `ABSENT` (AlreadyExists -> Conflict),
@@ -35,7 +35,13 @@ import re
 import threading
 from typing import Any
 
-from switchboard.errors import Conflict, TooLarge, UnsupportedOperation
+from switchboard.errors import (
+    ConfigError,
+    Conflict,
+    ProviderError,
+    TooLarge,
+    UnsupportedOperation,
+)
 from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
 from switchboard.providers.gcp._google import firestore_client, translate
 from switchboard.providers.gcp.config import GcpConfig
@@ -47,6 +53,7 @@ _RECORDS = "records"
 _KEY, _VALUE, _NONCE = "key", "value", "nonce"
 _RESERVED_ID = re.compile(r"__.*__", re.DOTALL)
 _VERSION = re.compile(r"(\d+)\.(\d{9})")
+_CURSOR = ">"
 
 
 def document_id(text: str) -> str:
@@ -86,9 +93,11 @@ class FirestoreStateStore:
     """Versioned records in Firestore documents, checked by write preconditions."""
 
     def __init__(self, config: GcpConfig) -> None:
-        if "/" in config.collection or not config.collection.strip():
-            raise UnsupportedOperation(
-                f"collection {config.collection!r} must be one non-empty collection id"
+        if document_id(config.collection) != config.collection or len(config.collection) > 100:
+            raise ConfigError(
+                f"the gcp provider's setting 'collection' must be a plain Firestore collection "
+                f"id (no '/', '%', '.', '..' or '__...__'; at most 100 characters), "
+                f"got {config.collection!r}"
             )
         self._collection = config.collection
         self._client = firestore_client(config)
@@ -168,7 +177,9 @@ class FirestoreStateStore:
                 query = query.where(filter=FieldFilter(_KEY, "<", upper))
         query = query.order_by(_KEY)
         if cursor is not None:
-            query = query.start_after({_KEY: cursor})
+            if not cursor.startswith(_CURSOR):
+                raise ProviderError(f"{cursor!r} is not a cursor of this store")
+            query = query.start_after({_KEY: cursor[len(_CURSOR) :]})
         try:
             snapshots = list(query.limit(limit + 1).stream())
         except Exception as exc:
@@ -178,7 +189,7 @@ class FirestoreStateStore:
             for snapshot in snapshots[:limit]
         ]
         more = len(snapshots) > limit
-        return Page(records, records[-1].key if more else None)
+        return Page(records, _CURSOR + records[-1].key if more else None)
 
     def close(self) -> None:
         with self._lock:
@@ -199,7 +210,8 @@ class FirestoreStateStore:
         from google.protobuf.timestamp_pb2 import Timestamp
 
         match = _VERSION.fullmatch(version)
-        if match is None:
+        # Firestore times are whole microseconds (and refuses finer preconditions).
+        if match is None or int(match[2]) % 1000:
             raise Conflict(f"{version!r} is not a version of this store")
         timestamp = Timestamp(seconds=int(match[1]), nanos=int(match[2]))
         return self._client.write_option(last_update_time=timestamp)

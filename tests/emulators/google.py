@@ -9,17 +9,21 @@ servers they name are used instead and left running.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.emulators.process import ServerProcess, free_port
 
 PUBSUB_PACKAGE = "google-cloud-cli-pubsub-emulator"
 FIRESTORE_PACKAGE = "google-cloud-cli-firestore-emulator"
+_PORT_ATTEMPTS = 3
+_BIND_FAILED = "Address already in use"
 
 
 class EmulatorMissing(RuntimeError):
@@ -71,28 +75,12 @@ def start_pubsub(project: str) -> Emulator:
     if existing:
         return Emulator(existing)
     jar = find_jar(PUBSUB_PACKAGE, lambda name: name.startswith("cloud-pubsub-emulator"))
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-
-    def ready() -> bool:
-        import grpc
-        from google.pubsub_v1.services.publisher import PublisherClient
-        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-
-        channel = grpc.insecure_channel(host)
-        try:
-            client = PublisherClient(transport=PublisherGrpcTransport(channel=channel))
-            client.list_topics(request={"project": f"projects/{project}"}, retry=None, timeout=2)
-            return True
-        finally:
-            channel.close()
-
-    server = ServerProcess(
+    java = _java()
+    return _start(
         "pubsub-emulator",
-        [_java(), "-jar", jar, "--host=127.0.0.1", f"--port={port}"],
-        ready=ready,
-    ).start()
-    return Emulator(host, server)
+        lambda port: [java, "-jar", jar, "--host=127.0.0.1", f"--port={port}"],
+        lambda host: _pubsub_ready(host, project),
+    )
 
 
 def start_firestore(project: str) -> Emulator:
@@ -101,38 +89,11 @@ def start_firestore(project: str) -> Emulator:
     if existing:
         return Emulator(existing)
     jar = find_jar(FIRESTORE_PACKAGE, lambda name: name == "cloud-firestore-emulator.jar")
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-
-    def ready() -> bool:
-        import grpc
-        from google.cloud.firestore_v1.services.firestore import FirestoreClient
-        from google.cloud.firestore_v1.services.firestore.transports import (
-            FirestoreGrpcTransport,
-        )
-
-        channel = grpc.insecure_channel(host)
-        try:
-            client = FirestoreClient(transport=FirestoreGrpcTransport(channel=channel))
-            client.get_document(
-                request={"name": f"projects/{project}/databases/(default)/documents/ready/probe"},
-                retry=None,
-                timeout=2,
-                metadata=[("authorization", "Bearer owner")],
-            )
-        except Exception as exc:
-            from google.api_core.exceptions import NotFound
-
-            if not isinstance(exc, NotFound):  # NotFound is a real answer: it is up
-                raise
-        finally:
-            channel.close()
-        return True
-
-    server = ServerProcess(
+    java = _java()
+    return _start(
         "firestore-emulator",
-        [
-            _java(),
+        lambda port: [
+            java,
             "-cp",
             jar,
             "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
@@ -140,9 +101,76 @@ def start_firestore(project: str) -> Emulator:
             "--host=127.0.0.1",
             f"--port={port}",
         ],
-        ready=ready,
-    ).start()
-    return Emulator(host, server)
+        lambda host: _firestore_ready(host, project),
+    )
+
+
+def _start(name: str, argv: Callable[[int], list[str]], ready: Callable[[str], bool]) -> Emulator:
+    """Start on a free port; try another if the port was taken between choosing and binding
+    (the Firestore emulator also binds a random WebSocket port first, which can collide)."""
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        port = free_port()
+        host = f"127.0.0.1:{port}"
+        started: list[ServerProcess] = []
+        server = ServerProcess(
+            name, argv(port), ready=functools.partial(_probe, started, ready, host)
+        )
+        started.append(server)
+        try:
+            server.start()
+        except RuntimeError:
+            log = Path(server.log_path).read_text(errors="replace")
+            if _BIND_FAILED in log and attempt < _PORT_ATTEMPTS:
+                continue
+            raise
+        return Emulator(host, server)
+    raise AssertionError("unreachable")
+
+
+def _probe(started: list[ServerProcess], ready: Callable[[str], bool], host: str) -> bool:
+    """`ready`, but stop a server that could not bind its port: the Pub/Sub emulator logs
+    the failure and hangs instead of exiting, which would cost the whole start timeout."""
+    server = started[0]
+    if _BIND_FAILED in Path(server.log_path).read_text(errors="replace"):
+        server.stop()
+        return False
+    return ready(host)
+
+
+def _pubsub_ready(host: str, project: str) -> bool:
+    import grpc  # type: ignore[import-untyped]
+    from google.pubsub_v1.services.publisher import PublisherClient
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    try:
+        client = PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+        client.list_topics(request={"project": f"projects/{project}"}, retry=None, timeout=2)
+        return True
+    finally:
+        channel.close()
+
+
+def _firestore_ready(host: str, project: str) -> bool:
+    import grpc
+    from google.api_core.exceptions import NotFound
+    from google.cloud.firestore_v1.services.firestore import FirestoreClient
+    from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    try:
+        client = FirestoreClient(transport=FirestoreGrpcTransport(channel=channel))
+        client.get_document(
+            request={"name": f"projects/{project}/databases/(default)/documents/ready/probe"},
+            retry=None,
+            timeout=2,
+            metadata=[("authorization", "Bearer owner")],
+        )
+    except NotFound:
+        pass  # a real answer: the server is up
+    finally:
+        channel.close()
+    return True
 
 
 def reset_firestore(host: str, project: str, database: str = "(default)") -> None:

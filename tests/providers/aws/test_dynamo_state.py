@@ -105,29 +105,42 @@ def test_every_write_gives_a_version_never_seen_for_that_key(
     assert len(seen) == 6
 
 
+def race(
+    store: DynamoStateStore, partition: str, expected: str, writers: int
+) -> tuple[list[str], int]:
+    """Let `writers` threads put at once, all expecting `expected`.
+
+    Returns the versions of the writes that succeeded and how many got `Conflict`.
+    """
+    barrier = threading.Barrier(writers)
+    winners: list[str] = []
+    conflicts: list[int] = []
+
+    def write(writer: int) -> None:
+        barrier.wait()
+        try:
+            version = store.put(partition, "counter", f"{writer}".encode(), expect=expected)
+        except Conflict:
+            conflicts.append(writer)
+            return
+        winners.append(version)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return winners, len(conflicts)
+
+
 def test_of_eight_racing_writers_exactly_one_wins_each_round(
     store: DynamoStateStore, partition: str
 ) -> None:
-    version = store.put(partition, "counter", b"0")
-    for round_number in range(1, 6):
-        barrier = threading.Barrier(8)
-        winners: list[str] = []
-        conflicts: list[int] = []
-
-        def write(writer: int, expected: str = version, value: int = round_number) -> None:
-            barrier.wait()
-            try:
-                winners.append(store.put(partition, "counter", f"{value}".encode(), expect=expected))
-            except Conflict:
-                conflicts.append(writer)
-
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    version = store.put(partition, "counter", b"start")
+    for round_number in range(10):
+        winners, conflicts = race(store, partition, version, 8)
         assert len(winners) == 1, f"round {round_number}: {len(winners)} writers won"
-        assert len(conflicts) == 7
+        assert conflicts == 7
         version = winners[0]
         record = store.get(partition, "counter")
         assert record is not None and record.version == version
@@ -278,6 +291,7 @@ def test_a_record_disappears_after_its_ttl(store: DynamoStateStore, partition: s
     time.sleep(1.2)
     assert store.get(partition, "short") is None
     assert [r.key for r in store.scan(partition).records] == ["kept"]
+    assert all_records(store, partition, limit=1) == ["kept"]  # pages skip expired records
     with pytest.raises(Conflict):  # an expired record has no current version
         store.put(partition, "renewed", b"z", expect=version)
     store.put(partition, "short", b"back", expect=ABSENT)

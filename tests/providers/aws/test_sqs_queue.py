@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -84,7 +87,7 @@ def test_declared_limit_leaves_room_for_a_dead_letter_reason(broker: SqsBroker) 
     queue = broker.queue("room")
     worst = os.urandom(queue.capabilities.max_message_bytes)
     reason = "é" * REASON_MAX_BYTES
-    extra = {
+    extra: dict[str, dict[str, Any]] = {
         "switchboard.reason": {
             "DataType": "Binary",
             "BinaryValue": b"\x01" + reason.encode()[:REASON_MAX_BYTES],
@@ -287,14 +290,17 @@ def test_channels_are_isolated_and_the_same_name_is_the_same_channel(broker: Sqs
 def test_reopening_with_other_max_attempts_updates_the_redrive_policy(
     broker: SqsBroker,
 ) -> None:
-    import json
+    def max_receive_count(queue: SqsQueue) -> int:
+        attributes = broker._client.get_queue_attributes(
+            QueueUrl=queue.url, AttributeNames=["RedrivePolicy"]
+        )["Attributes"]
+        return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
 
-    broker.queue("policy", max_attempts=3)
-    queue = broker.queue("policy", max_attempts=7)
-    attributes = broker._client.get_queue_attributes(
-        QueueUrl=queue.url, AttributeNames=["RedrivePolicy"]
-    )["Attributes"]
-    assert int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"]) == 7
+    assert max_receive_count(broker.queue("policy", max_attempts=3)) == 3
+    assert max_receive_count(broker.queue("policy", max_attempts=7)) == 7
+    assert max_receive_count(broker.queue("policy", max_attempts=3)) == 3
+    with pytest.raises(UnsupportedOperation):
+        broker.queue("policy", max_attempts=1001)
 
 
 def test_long_and_invalid_names(broker: SqsBroker, aws_config: AwsConfig) -> None:
@@ -309,13 +315,27 @@ def test_long_and_invalid_names(broker: SqsBroker, aws_config: AwsConfig) -> Non
         broker.queue("no_underscores")
 
 
-def test_without_create_a_missing_queue_is_a_config_error(aws_config: AwsConfig) -> None:
-    from dataclasses import replace
-
+@pytest.mark.usefixtures("broker")  # deletes the queues this test provisions by hand
+def test_without_create_queues_must_exist_with_the_full_size_limit(
+    aws_config: AwsConfig, sqs_client: Any
+) -> None:
     broker = SqsBroker(replace(aws_config, create=False))
+    native = native_name(aws_config.prefix, "provisioned")
     try:
         with pytest.raises(ConfigError, match="does not exist"):
             broker.queue("never-created")
+        for name in (native, f"{native}-dlq"):
+            sqs_client.create_queue(QueueName=name, Attributes={"MaximumMessageSize": "262144"})
+        with pytest.raises(ConfigError, match="MaximumMessageSize"):
+            broker.queue("provisioned")
+        for name in (native, f"{native}-dlq"):
+            url = sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+            sqs_client.set_queue_attributes(
+                QueueUrl=url, Attributes={"MaximumMessageSize": str(SQS_MAX_BYTES)}
+            )
+        queue = broker.queue("provisioned")
+        queue.send([b"ready"])
+        assert [d.body for d in drain(queue, 1)] == [b"ready"]
     finally:
         broker.close()
         broker.close()  # safe twice

@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +25,9 @@ if str(ROOT) not in sys.path:  # `tests.emulators` lives beside this folder's pa
 
 from switchboard.providers.azure.queue import ServiceBusBroker, ServiceBusQueue  # noqa: E402
 from switchboard.providers.azure.state import TablesStateStore  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.emulators.servicebus.broker import Broker
 
 LIVE = os.environ.get("SWITCHBOARD_AZURE_LIVE") == "1"
 #: The native lock duration of test queues: the shortest Service Bus allows, so that a
@@ -72,7 +76,7 @@ def store(tables_connection_string: str) -> Iterator[TablesStateStore]:
 class ServiceBusUnderTest:
     """Where the queue tests' Service Bus lives, and how to set a queue's native settings."""
 
-    def __init__(self, connection_string: str, emulator: object | None) -> None:
+    def __init__(self, connection_string: str, emulator: Broker | None) -> None:
         self.connection_string = connection_string
         self._emulator = emulator
 
@@ -80,7 +84,7 @@ class ServiceBusUnderTest:
         """Give a queue its MaxDeliveryCount and LockDuration before it is first used. On the
         real service the provider's own provisioning (create=True) sets MaxDeliveryCount."""
         if self._emulator is not None:
-            self._emulator.configure_queue(  # type: ignore[attr-defined]
+            self._emulator.configure_queue(
                 entity, max_delivery_count=max_delivery_count, lock_duration=lock_duration
             )
 
@@ -96,9 +100,9 @@ def servicebus() -> Iterator[ServiceBusUnderTest]:
             pytest.fail("SWITCHBOARD_AZURE_LIVE=1 needs AZURE_SERVICEBUS_CONNECTION_STRING")
         yield ServiceBusUnderTest(value, None)
         return
-    from tests.emulators.servicebus.broker import Broker
+    from tests.emulators.servicebus.server import start_broker
 
-    emulator = Broker(host="127.0.0.1", port=0).start()
+    emulator = start_broker(lock_duration=LOCK_DURATION)
     try:
         yield ServiceBusUnderTest(emulator.connection_string, emulator)
     finally:

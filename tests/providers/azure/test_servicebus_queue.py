@@ -21,6 +21,7 @@ from switchboard.providers.azure.queue import (
     MAX_MESSAGE_BYTES,
     ServiceBusBroker,
     ServiceBusQueue,
+    entity_name,
 )
 
 OpenQueue = Callable[..., ServiceBusQueue]
@@ -72,6 +73,14 @@ def test_opening_the_same_name_twice_addresses_the_same_channel(open_queue: Open
     delivery = receive_one(second)
     assert delivery.body == b"shared"
     second.ack([delivery])
+
+
+def test_names_differing_only_in_case_or_a_trailing_hyphen_are_different_queues() -> None:
+    names = ["jobs", "JOBS", "Jobs", "jobs-", "jobs--", "j-obs", "J-0bs-"]
+    entities = {entity_name("App", name) for name in names}
+    assert len(entities) == len(names)
+    for entity in entities:
+        assert entity.startswith("app-") and entity[-1].isalnum() and entity == entity.lower()
 
 
 def test_a_channel_name_must_be_letters_digits_and_hyphens(sb_broker: ServiceBusBroker) -> None:

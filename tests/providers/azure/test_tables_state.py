@@ -12,6 +12,7 @@ import threading
 import uuid
 
 import pytest
+
 from switchboard.config import build_config
 from switchboard.errors import (
     ConfigError,
@@ -30,7 +31,6 @@ from switchboard.providers.azure.state import (
     decode_key,
     encode_key,
 )
-
 from tests.emulators.process import free_port
 
 FORBIDDEN_KEYS = ["a/b", "a\\b", "a#b", "a?b", "with space", "é", "中", "\x01", "\x7f", "\x85"]
@@ -165,7 +165,7 @@ def test_concurrent_writers_expecting_the_same_version_exactly_one_wins(
                 winners.append(store.put("p", "counter", name.encode(), expect=expected))
             except Conflict:
                 pass
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
                 errors.append(error)
 
         threads = [
@@ -394,6 +394,10 @@ def test_ensure_is_idempotent_and_a_missing_table_is_not_found(
             store.get("p", "k")
         with pytest.raises(NotFound, match="table does not exist"):
             store.put("p", "k", b"v")
+        with pytest.raises(NotFound, match="table does not exist"):
+            store.scan("p")
+        with pytest.raises(NotFound, match="table does not exist"):
+            store.delete("p", "k", expect="W/\"datetime'2026-01-01T00%3A00%3A00Z'\"")
         store.ensure()
         store.ensure()
         store.put("p", "k", b"v")
@@ -489,3 +493,18 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("version", ["1", "*", '"strong"', 'W/"made-up"', ""])
+def test_a_string_that_is_no_version_of_the_store_conflicts(
+    store: TablesStateStore, version: str
+) -> None:
+    store.put("p", "k", b"1")
+    with pytest.raises(Conflict):
+        store.put("p", "k", b"2", expect=version)
+    with pytest.raises(Conflict):
+        store.put("p", "missing", b"2", expect=version)
+    with pytest.raises(Conflict):
+        store.delete("p", "k", expect=version)
+    record = store.get("p", "k")
+    assert record is not None and record.value == b"1"

@@ -13,6 +13,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,6 @@ from switchboard.config import build_config  # noqa: E402
 from switchboard.providers.gcp.config import GcpConfig  # noqa: E402
 from switchboard.providers.gcp.queue import PubSubBroker, PubSubQueue  # noqa: E402
 from switchboard.providers.gcp.state import FirestoreStateStore  # noqa: E402
-
 from tests.emulators.google import (  # noqa: E402
     Emulator,
     reset_firestore,
@@ -41,25 +41,42 @@ PROJECT = "switchboard-test"
 
 
 @pytest.fixture(scope="session")
-def pubsub_emulator() -> Iterator[Emulator | None]:
+def emulators() -> Iterator[tuple[Emulator | None, Emulator | None]]:
+    """(Pub/Sub, Firestore), started side by side: each JVM takes seconds to come up."""
     if LIVE:
-        yield None
+        import google.auth
+        import google.auth.exceptions
+
+        try:
+            google.auth.default()
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            pytest.skip(f"SWITCHBOARD_GCP_LIVE=1 but no Google credentials: {exc}")
+        yield None, None
         return
-    emulator = start_pubsub(PROJECT)
-    yield emulator
-    emulator.stop()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(start_pubsub, PROJECT), pool.submit(start_firestore, PROJECT)]
+    failures = [error for future in futures if (error := future.exception()) is not None]
+    if failures:
+        for future in futures:
+            if future.exception() is None:
+                future.result().stop()
+        raise failures[0]
+    pubsub, firestore = (future.result() for future in futures)
+    if firestore.server is not None:
+        reset_firestore(firestore.host, PROJECT)
+    yield pubsub, firestore
+    pubsub.stop()
+    firestore.stop()
 
 
 @pytest.fixture(scope="session")
-def firestore_emulator() -> Iterator[Emulator | None]:
-    if LIVE:
-        yield None
-        return
-    emulator = start_firestore(PROJECT)
-    if emulator.server is not None:
-        reset_firestore(emulator.host, PROJECT)
-    yield emulator
-    emulator.stop()
+def pubsub_emulator(emulators: tuple[Emulator | None, Emulator | None]) -> Emulator | None:
+    return emulators[0]
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(emulators: tuple[Emulator | None, Emulator | None]) -> Emulator | None:
+    return emulators[1]
 
 
 @pytest.fixture(scope="session")

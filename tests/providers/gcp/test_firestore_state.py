@@ -10,7 +10,8 @@ import threading
 import uuid
 
 import pytest
-from switchboard.errors import Conflict, TooLarge, UnsupportedOperation
+
+from switchboard.errors import ConfigError, Conflict, TooLarge, UnsupportedOperation
 from switchboard.interfaces import ABSENT, Record, StateStore
 from switchboard.providers.gcp.config import GcpConfig
 from switchboard.providers.gcp.state import MAX_KEY_BYTES, FirestoreStateStore, document_id
@@ -118,6 +119,8 @@ def test_put_with_a_version_fails_unless_it_is_current(
         store.put(partition, "k", b"stale", expect=old)
     with pytest.raises(Conflict):
         store.put(partition, "k", b"garbage", expect="not-a-version")
+    with pytest.raises(Conflict):
+        store.put(partition, "k", b"finer", expect=current[:-1] + "1")
     assert store.get(partition, "k") == Record("k", b"v2", current)
 
 
@@ -166,7 +169,7 @@ def race(store: StateStore, partition: str, expected: str, label: str, writers: 
             winners.append(writer)
         except Conflict:
             pass
-        except BaseException as exc:  # reported by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(writer,)) for writer in range(writers)]
@@ -268,7 +271,7 @@ def test_scan_pages_hold_at_most_limit_and_the_last_has_no_cursor(
     for index in range(7):
         store.put(partition, f"k{index}", b"v")
     first = store.scan(partition, limit=3)
-    assert [r.key for r in first.records] == ["k0", "k1", "k2"] and first.cursor == "k2"
+    assert [r.key for r in first.records] == ["k0", "k1", "k2"] and first.cursor
     second = store.scan(partition, limit=3, cursor=first.cursor)
     assert [r.key for r in second.records] == ["k3", "k4", "k5"] and second.cursor is not None
     last = store.scan(partition, limit=3, cursor=second.cursor)
@@ -276,6 +279,11 @@ def test_scan_pages_hold_at_most_limit_and_the_last_has_no_cursor(
     exact = store.scan(partition, limit=7)
     assert len(exact.records) == 7 and exact.cursor is None
     assert store.scan(f"{partition}-empty").records == []
+    # A cursor is never empty, even after the empty key.
+    store.put(partition, "", b"v")
+    page = store.scan(partition, limit=1)
+    assert [r.key for r in page.records] == [""] and page.cursor
+    assert store.scan(partition, limit=1, cursor=page.cursor).records[0].key == "k0"
 
 
 def test_scan_with_a_prefix_lists_only_keys_that_start_with_it(
@@ -371,3 +379,13 @@ def test_reset_helper_empties_the_emulator(
         assert store.scan(partition).records == []
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("collection", ["a/b", "", ".", "__x__", "50%"])
+def test_the_collection_setting_must_be_a_plain_collection_id(
+    gcp_config: GcpConfig, collection: str
+) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="collection"):
+        FirestoreStateStore(replace(gcp_config, collection=collection))

@@ -1,0 +1,25 @@
+"""The shared conformance suite against the AWS provider: SQS and DynamoDB on moto's server
+(or on AWS with SWITCHBOARD_AWS_LIVE=1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from switchboard.interfaces import Broker, StateStore
+from switchboard.providers.aws.queue import SqsBroker
+from switchboard.providers.aws.state import DynamoStateStore
+from switchboard_conformance import QueueConformance, StateStoreConformance
+
+
+class TestSqsQueueConformance(QueueConformance):
+    @pytest.fixture
+    def broker(self, broker: SqsBroker) -> Iterator[Broker]:
+        yield broker
+
+
+class TestDynamoStateConformance(StateStoreConformance):
+    @pytest.fixture
+    def state_store(self, store: DynamoStateStore) -> Iterator[StateStore]:
+        yield store
