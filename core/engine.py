@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from switchboard import history, wire
 from switchboard.app import App
@@ -559,12 +559,14 @@ class RunDriver:
             or step.attempt != message["attempt"]
             or step.status == BACKOFF
         ):
-            return  # stale or duplicate: that attempt's outcome no longer matters
+            self._ignore()  # a duplicate, or a result for an attempt that no longer matters
+            return
         self._record_outcome(step, Outcome.from_message(message))
 
     def _on_timer(self, message: wire.Message) -> None:
         step = self.view.steps.get(message["seq"])
         if step is None or not step.open:
+            self._ignore()
             return
         purpose, attempt = message["purpose"], message["attempt"]
         if purpose == "sleep" and step.kind == SLEEP:
@@ -682,14 +684,27 @@ class RunDriver:
         try:
             retrying(lambda: self.engine.blobs.put_record(self.run_id, key, data, expect=ABSENT))
         except Conflict:
-            # Someone else advanced this run: our view is stale. A fresh driver reloads it
-            # and re-dispatches open steps (an inline outcome we held is simply redone).
-            log.info("run %s: history moved on elsewhere; reloading", self.run_id)
-            carried, self._held = self._held, []
-            self.engine._replace(self, carried)
-            raise _Stop from None
+            self._hand_over()
         self.view.next_n += 1
         self._pending, self._pending_consumed = [], []
+
+    def _ignore(self) -> None:
+        """Before ignoring a message as stale, make sure it is not *our* view that is stale:
+        another engine may have advanced this run (a step we have never heard of). Ignoring
+        writes nothing, so no `Conflict` would ever tell us."""
+        later = retrying(
+            lambda: self.engine.store.get(self.run_id, history.entry_key(self.view.next_n))
+        )
+        if later is not None:
+            self._hand_over()
+
+    def _hand_over(self) -> NoReturn:
+        """Our view is stale: a fresh driver reloads the run, takes every message we hold
+        and re-dispatches open steps (an inline outcome we held is simply redone)."""
+        log.info("run %s: history moved on elsewhere; reloading", self.run_id)
+        carried, self._held = self._held, []
+        self.engine._replace(self, carried)
+        raise _Stop
 
     def _redispatch_open_steps(self) -> None:
         for step in self.view.open_steps():

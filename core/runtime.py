@@ -120,8 +120,11 @@ class Runtime:
         _active[app.name] = self
 
     def channel(self, name: str) -> Queue:
-        """A channel of this app on the runtime's queue provider."""
-        return self.broker.queue(f"{self.app.name}-{name}", max_attempts=self.max_attempts)
+        """A channel of this app on the runtime's queue provider. Channel names hold only
+        letters, digits and hyphens, so an app name's `_` becomes `-`."""
+        return self.broker.queue(
+            f"{self.app.name.replace('_', '-')}-{name}", max_attempts=self.max_attempts
+        )
 
     def report(self, message: dict[str, Any]) -> None:
         """Send a message to the invocations queue (claim check when it is too large)."""

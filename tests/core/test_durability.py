@@ -210,3 +210,59 @@ def test_a_run_survives_a_clean_restart(tmp_path: Path) -> None:
         time.sleep(0.2)
     with sb.local(app, path=path) as client:
         assert client.wait(run_id, timeout=30).output == 20
+
+
+def test_a_stale_live_run_reloads_instead_of_dropping_a_result() -> None:
+    """Two engines share one run: the one whose live copy is behind must not take a result
+    for a step it has never seen as a duplicate (found by the GCP seed test)."""
+    from switchboard.executors import queue_executor
+    from switchboard.providers.local.queue import MemoryBroker
+    from switchboard.providers.local.state import MemoryStateStore
+    from switchboard.runtime import Runtime
+
+    app = sb.App("stale")
+    tokens: list[str] = []
+
+    @app.task
+    def work() -> int:
+        return 1
+
+    @app.task
+    def ask() -> Any:
+        tokens.append(sb.current_task().token)
+        return sb.pending()
+
+    @app.workflow
+    def flow(ctx: sb.Context) -> Any:
+        work()
+        return ask()
+
+    broker, store = MemoryBroker(), MemoryStateStore()
+    engines = [
+        Runtime(app, broker, store, queue_executor, None, close_components=False) for _ in range(2)
+    ]
+    a, b = engines
+    client = sb.Client(a)
+    invocations, tasks = a.invocations, a.channel("tasks")
+
+    def feed(runtime: Runtime) -> None:
+        (delivery,) = invocations.receive(1, wait=2)
+        assert runtime.engine.handle(delivery).result(10).action == "ack"
+        invocations.ack([delivery])
+
+    def run_task() -> None:
+        (delivery,) = tasks.receive(1, wait=2)
+        a.task_runner.run(delivery.body)
+        tasks.ack([delivery])
+
+    run_id = client.start("flow")
+    feed(b)  # run.start: B's live copy schedules step 0
+    run_task()
+    feed(a)  # A records step 0 and schedules step 1
+    run_task()
+    feed(a)  # step 1 is pending
+    client.complete(tokens[0], "done")
+    feed(b)  # B never saw step 1: it must reload, not drop the result
+    assert client.wait(run_id, timeout=10).output == "done"
+    for runtime in engines:
+        runtime.close()
