@@ -281,7 +281,9 @@ TTL = Guarantee(
     "ttl",
     "Whether `put(ttl=...)` is honoured (the record disappears after `ttl` seconds)",
 )
-MAX_KEY_BYTES = Guarantee("StateCapabilities", "max_key_bytes", "Longest key or partition, in UTF-8 bytes")
+MAX_KEY_BYTES = Guarantee(
+    "StateCapabilities", "max_key_bytes", "Longest key or partition, in UTF-8 bytes"
+)
 DELETE_VERSION = Guarantee(
     "StateStore",
     "delete",
