@@ -58,8 +58,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.errors import ConfigError, LeaseLost, TooLarge, UnsupportedOperation
+from switchboard.errors import ConfigError, LeaseLost, UnsupportedOperation
 from switchboard.interfaces import Delivery, Queue, QueueCapabilities
+from switchboard.limits import check_send
 from switchboard.providers.gcp._google import lease_lost, pubsub_clients, translate
 from switchboard.providers.gcp.config import GcpConfig
 
@@ -173,7 +174,7 @@ class PubSubQueue:
     # -- the Queue protocol ------------------------------------------------------------------
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
-        self._check_send(bodies, delay)
+        check_send(self, bodies, delay)
         if delay > 0:
             held = {NOT_BEFORE: _not_before(delay), **self._target}
             self._broker.publish(
@@ -310,23 +311,6 @@ class PubSubQueue:
         return 0.0
 
     # -- internals --------------------------------------------------------------------------
-
-    def _check_send(self, bodies: Sequence[bytes], delay: float) -> None:
-        if len(bodies) > CAPABILITIES.max_batch:
-            raise UnsupportedOperation(
-                f"queue {self.name!r} takes at most {CAPABILITIES.max_batch} bodies per send, "
-                f"got {len(bodies)}"
-            )
-        if delay > CAPABILITIES.max_delay:
-            raise UnsupportedOperation(
-                f"queue {self.name!r} delays at most {CAPABILITIES.max_delay}s, asked for {delay}s"
-            )
-        for body in bodies:
-            if len(body) > CAPABILITIES.max_message_bytes:
-                raise TooLarge(
-                    f"message of {len(body)} bytes exceeds queue {self.name!r}'s limit of "
-                    f"{CAPABILITIES.max_message_bytes} bytes"
-                )
 
     def _admit(self, pulled: Sequence[Any], lease_seconds: int, pulled_at: float) -> list[Delivery]:
         """Turn pulled messages into deliveries; dead-letter those past `max_attempts`.

@@ -16,8 +16,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from switchboard.errors import LeaseLost, TooLarge, UnsupportedOperation
+from switchboard.errors import LeaseLost, UnsupportedOperation
 from switchboard.interfaces import Delivery, Queue, QueueCapabilities
+from switchboard.limits import check_request, check_send
 from switchboard.providers.local.sqlite import Database
 
 MEMORY_CAPABILITIES = QueueCapabilities(
@@ -27,37 +28,6 @@ MEMORY_CAPABILITIES = QueueCapabilities(
     max_lease=24 * 3600.0,
     native_dead_letter=True,
 )
-
-
-def check_request(
-    queue: Queue, *, count: int = 1, delay: float = 0.0, lease: float | None = None
-) -> None:
-    """Refuse a batch size, delay or lease beyond the queue's capabilities, as the
-    interface requires (`UnsupportedOperation`, never a silent half-success)."""
-    caps = queue.capabilities
-    if count > caps.max_batch:
-        raise UnsupportedOperation(
-            f"queue {queue.name!r} takes at most {caps.max_batch} messages per call, got {count}"
-        )
-    if delay > caps.max_delay:
-        raise UnsupportedOperation(
-            f"queue {queue.name!r} delays at most {caps.max_delay}s, asked for {delay}s"
-        )
-    if lease is not None and lease > caps.max_lease:
-        raise UnsupportedOperation(
-            f"queue {queue.name!r} leases at most {caps.max_lease}s, asked for {lease}s"
-        )
-
-
-def check_send(queue: Queue, bodies: Sequence[bytes], delay: float) -> None:
-    check_request(queue, count=len(bodies), delay=delay)
-    limit = queue.capabilities.max_message_bytes
-    for body in bodies:
-        if len(body) > limit:
-            raise TooLarge(
-                f"message of {len(body)} bytes exceeds queue {queue.name!r}'s limit of "
-                f"{limit} bytes"
-            )
 
 
 @dataclass(slots=True)
@@ -261,11 +231,12 @@ class SqliteQueue:
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         check_send(self, bodies, delay)
         rows = [(self.name, uuid.uuid4().hex, bytes(body), time.time() + delay) for body in bodies]
-        self._db.write(
-            lambda db: db.executemany(
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT INTO messages (channel, id, body, visible_at) VALUES (?, ?, ?, ?)", rows
             )
-        )
+
+        self._db.write(insert)
         with self._db.changed:
             self._db.changed.notify_all()
 
@@ -316,11 +287,10 @@ class SqliteQueue:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         rows = [(self.name, d.id, d.handle) for d in deliveries]
-        self._db.write(
-            lambda db: db.executemany(
-                "DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?", rows
-            )
-        )
+        def delete(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?", rows)
+
+        self._db.write(delete)
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         check_request(self, delay=delay)

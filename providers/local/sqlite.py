@@ -111,6 +111,9 @@ class Database:
         together by the next leader, one transaction and one fsync for the batch. Each
         unit runs in its own SAVEPOINT, so an exception (a `Conflict`) undoes that unit
         only and reaches only its caller. Nothing returns before its batch is durable.
+
+        `work` must return plain values, never a cursor: a cursor finalised later, in
+        another thread and outside the lock, corrupts the shared statement cache.
         """
         unit = _Unit(work)
         with self._writers:

@@ -10,43 +10,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from switchboard.errors import Conflict, TooLarge, UnsupportedOperation
-from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
+from switchboard.interfaces import ANY, Expect, Page, Record, StateCapabilities
+from switchboard.limits import check_expectation, check_limit, check_write
 from switchboard.providers.local.sqlite import Database
 
 MEMORY_STATE_CAPABILITIES = StateCapabilities(
     max_value_bytes=64 * 1024 * 1024, max_key_bytes=4096, ttl=True
 )
-
-
-def check_write(capabilities: StateCapabilities, key: str, value: bytes, ttl: float | None) -> None:
-    """Refuse what the store's capabilities exclude, as the interface requires."""
-    if len(value) > capabilities.max_value_bytes:
-        raise TooLarge(
-            f"value of {len(value)} bytes exceeds the store's limit of "
-            f"{capabilities.max_value_bytes} bytes"
-        )
-    if len(key.encode()) > capabilities.max_key_bytes:
-        raise TooLarge(f"key of {len(key.encode())} bytes exceeds {capabilities.max_key_bytes}")
-    if ttl is not None and not capabilities.ttl:
-        raise UnsupportedOperation("this state store does not support ttl")
-
-
-def check_limit(limit: int) -> None:
-    if limit < 1:
-        raise ValueError(f"scan limit must be at least 1, got {limit}")
-
-
-def check_expectation(current: str | None, expect: Expect | str, partition: str, key: str) -> None:
-    """Raise `Conflict` unless a record whose version is `current` meets `expect`."""
-    if expect is ANY:
-        return
-    if expect is ABSENT:
-        if current is not None:
-            raise Conflict(f"{partition}/{key} already exists")
-        return
-    if current != expect:
-        raise Conflict(f"{partition}/{key} is at version {current}, expected {expect}")
 
 
 @dataclass(slots=True)
