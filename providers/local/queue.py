@@ -231,6 +231,7 @@ class SqliteQueue:
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         check_send(self, bodies, delay)
         rows = [(self.name, uuid.uuid4().hex, bytes(body), time.time() + delay) for body in bodies]
+
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT INTO messages (channel, id, body, visible_at) VALUES (?, ?, ?, ?)", rows
@@ -287,6 +288,7 @@ class SqliteQueue:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         rows = [(self.name, d.id, d.handle) for d in deliveries]
+
         def delete(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?", rows)
 
