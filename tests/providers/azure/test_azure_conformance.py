@@ -13,7 +13,12 @@ import switchboard as sb
 from switchboard.interfaces import Broker, StateStore
 from switchboard.providers.azure.queue import ServiceBusBroker
 from switchboard.providers.azure.state import TablesStateStore
-from switchboard_conformance import QueueConformance, StateStoreConformance
+from switchboard_conformance import (
+    ExecutorConformance,
+    QueueConformance,
+    StateStoreConformance,
+    WorkflowConformance,
+)
 
 
 class TestTablesStateConformance(StateStoreConformance):
@@ -72,3 +77,21 @@ def test_a_workflow_runs_end_to_end_on_service_bus_and_tables(
 
     with TableServiceClient.from_connection_string(tables_connection_string) as service:
         service.delete_table(table)
+
+
+class AzureComponents:
+    @pytest.fixture
+    def broker(self, sb_broker: ServiceBusBroker) -> Iterator[Broker]:
+        yield sb_broker
+
+    @pytest.fixture
+    def state_store(self, store: TablesStateStore) -> Iterator[StateStore]:
+        yield store
+
+
+class TestAzureWorkflows(AzureComponents, WorkflowConformance):
+    pass
+
+
+class TestAzureQueueExecutor(AzureComponents, ExecutorConformance):
+    pass
