@@ -15,6 +15,7 @@ from switchboard.providers.azure.queue import ServiceBusBroker
 from switchboard.providers.azure.state import TablesStateStore
 from switchboard_conformance import (
     ExecutorConformance,
+    FaultConformance,
     QueueConformance,
     StateStoreConformance,
     WorkflowConformance,
@@ -95,3 +96,8 @@ class TestAzureWorkflows(AzureComponents, WorkflowConformance):
 
 class TestAzureQueueExecutor(AzureComponents, ExecutorConformance):
     pass
+
+
+class TestAzureUnderFaults(AzureComponents, FaultConformance):
+    # Every worker opens its own AMQP links (about 0.5 s each on the test broker).
+    runs = 200
