@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,15 @@ from typing import Any
 import pytest
 
 import switchboard as sb
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """In CI every SDK and local server is installed, so a whole module or folder skipped
+    at collection (a missing SDK or emulator) is an error, not a quiet skip."""
+    if os.environ.get("CI") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"
 
 
 @pytest.fixture(params=["memory", "sqlite"])
