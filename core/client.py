@@ -10,7 +10,6 @@ from typing import Any
 
 from switchboard import history, wire
 from switchboard.app import Workflow
-from switchboard.engine import retrying
 from switchboard.errors import (
     Conflict,
     NotFound,
@@ -20,6 +19,7 @@ from switchboard.errors import (
 )
 from switchboard.execution import failure
 from switchboard.interfaces import ABSENT
+from switchboard.retry import retrying
 from switchboard.runtime import Runtime
 from switchboard.status import TERMINAL, HistoryEvent, RunStatus
 from switchboard.tokens import TokenClaims

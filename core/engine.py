@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from switchboard import history, wire
 from switchboard.app import App
@@ -49,7 +49,6 @@ from switchboard.errors import (
     NonDeterminismError,
     SerializationError,
     TaskFailed,
-    TransientProviderError,
     describe,
 )
 from switchboard.execution import Invocation, Outcome, apply_cache_delta, execute, failure
@@ -66,11 +65,10 @@ from switchboard.history import (
 )
 from switchboard.index import RunIndex
 from switchboard.interfaces import ABSENT, Delivery, Executor, Queue, StateStore
+from switchboard.retry import retrying
 from switchboard.tokens import Signer, TokenClaims
 
 log = logging.getLogger("switchboard.engine")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,20 +232,6 @@ class Engine:
         deadline = time.monotonic() + timeout
         for driver in drivers:
             driver.join(max(0.0, deadline - time.monotonic()))
-
-
-def retrying(operation: Callable[[], T], *, attempts: int = 8, first_delay: float = 0.05) -> T:
-    """Run a provider operation, retrying `TransientProviderError` with capped backoff."""
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
-        try:
-            return operation()
-        except TransientProviderError:
-            if attempt == attempts:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
 
 
 class RunDriver:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard import wire
 from switchboard.app import App
-from switchboard.engine import Engine, retrying
+from switchboard.engine import Engine
 from switchboard.errors import ConfigError
 from switchboard.execution import TaskRunner
 from switchboard.executors import QueueExecutor, queue_executor
@@ -30,6 +30,7 @@ from switchboard.interfaces import (
     StateStore,
 )
 from switchboard.plugins import Registry, registry
+from switchboard.retry import retrying
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
 

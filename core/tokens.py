@@ -15,8 +15,9 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from switchboard.errors import Conflict, InvalidToken
+from switchboard.errors import Conflict, InvalidToken, ProviderError
 from switchboard.interfaces import ABSENT, StateStore
+from switchboard.retry import retrying
 
 _SECRETS_PARTITION = "switchboard"
 
@@ -76,9 +77,14 @@ def resolve_secret(app_name: str, configured: bytes | None, store: StateStore) -
     key = f"secret.{app_name}"
     candidate = secrets.token_bytes(32)
     try:
-        store.put(_SECRETS_PARTITION, key, candidate, expect=ABSENT)
+        retrying(lambda: store.put(_SECRETS_PARTITION, key, candidate, expect=ABSENT))
         return candidate
     except Conflict:
-        record = store.get(_SECRETS_PARTITION, key)
-        assert record is not None
+        # Another process created it first, or our own write took effect before a
+        # transient failure: either way the stored secret is the one to use.
+        record = retrying(lambda: store.get(_SECRETS_PARTITION, key))
+        if record is None:
+            raise ProviderError(
+                f"the signing secret {key!r} conflicted on create but cannot be read back"
+            ) from None
         return record.value

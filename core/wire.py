@@ -12,6 +12,7 @@ Payloads larger than a queue's or store's limit are written in chunks to the sta
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -20,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.errors import MalformedMessage, SerializationError
-from switchboard.interfaces import ABSENT, StateStore
+from switchboard.errors import Conflict, MalformedMessage, SerializationError
+from switchboard.interfaces import ABSENT, Record, StateStore
+from switchboard.retry import retrying
 
 VERSION = 1
 
@@ -189,8 +191,8 @@ class Blobs:
         blob = new_id()
         chunks = range(0, max(len(data), 1), self._chunk)
         for index, start in enumerate(chunks):
-            key = f"{self.PREFIX}{blob}/{index:06d}"
-            self._store.put(partition, key, data[start : start + self._chunk], expect=ABSENT)
+            chunk = data[start : start + self._chunk]
+            self._put_chunk(partition, f"{self.PREFIX}{blob}/{index:06d}", chunk)
         return {
             "partition": partition,
             "blob": blob,
@@ -198,6 +200,15 @@ class Blobs:
             "chunks": len(chunks),
             "sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
         }
+
+    def _put_chunk(self, partition: str, key: str, chunk: bytes) -> None:
+        # The blob id is fresh, so a Conflict can only mean our own earlier attempt took
+        # effect before failing transiently.
+        with contextlib.suppress(Conflict):
+            retrying(lambda: self._store.put(partition, key, chunk, expect=ABSENT))
+
+    def _get_chunk(self, partition: str, key: str) -> Record | None:
+        return retrying(lambda: self._store.get(partition, key))
 
     def load(self, claim: Any) -> bytes:
         try:
@@ -207,7 +218,7 @@ class Blobs:
             raise MalformedMessage(f"invalid claim check {claim!r}") from None
         parts = []
         for index in range(chunks):
-            record = self._store.get(partition, f"{self.PREFIX}{blob}/{index:06d}")
+            record = self._get_chunk(partition, f"{self.PREFIX}{blob}/{index:06d}")
             if record is None:
                 raise MalformedMessage(f"claim check {blob}: chunk {index} of {chunks} is missing")
             parts.append(record.value)
