@@ -20,11 +20,14 @@ from switchboard.interfaces import ProviderSpec
 from switchboard.plugins import registry
 from switchboard_conformance.fixtures import load_settings, split_timing
 
-#: Each suite class, with whether a provider has what it tests. Suites for executors and
-#: end-to-end workflows join this list.
+#: Each suite class, with whether a provider has what it tests: the whole suite, workflows
+#: and fault injection included, for a provider with queues and a state store.
 SUITES: list[tuple[str, str, Callable[[ProviderSpec], bool]]] = [
     ("QueueConformance", "queues", lambda spec: spec.broker is not None),
     ("StateStoreConformance", "state store", lambda spec: spec.state is not None),
+    ("WorkflowConformance", "workflows", lambda spec: bool(spec.broker and spec.state)),
+    ("ExecutorConformance", "executor", lambda spec: bool(spec.broker and spec.state)),
+    ("FaultConformance", "faults", lambda spec: bool(spec.broker and spec.state)),
 ]
 
 

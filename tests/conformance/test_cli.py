@@ -45,7 +45,9 @@ def switchboard_providers():
 def test_run_against_local_passes_and_prints_the_table(capfd: pytest.CaptureFixture[str]) -> None:
     assert run("local", None, "round_trip or missing or paginates") == 0
     out = capfd.readouterr().out
-    assert "switchboard conformance: local (queues, state store)" in out
+    assert (
+        "switchboard conformance: local (queues, state store, workflows, executor, faults)" in out
+    )
     assert "guarantee by guarantee" in out
     assert f"PASS    {g.GET_MISSING.where}" in out and g.GET_MISSING.text in out
     assert "NOT RUN" in out
