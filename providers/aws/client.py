@@ -39,6 +39,12 @@ _TRANSIENT = {
     "ServiceUnavailable",
     "KmsThrottled",
     "KMS.ThrottlingException",
+    # Lambda: throttled, or the function is being created or updated.
+    "TooManyRequestsException",
+    "EC2ThrottledException",
+    "ServiceException",
+    "ResourceNotReadyException",
+    "ResourceConflictException",
 }
 # The receipt handle no longer addresses a live lease.
 _LEASE_LOST = {
@@ -55,10 +61,24 @@ _NOT_FOUND = {
 
 
 def make_client(service: str, config: AwsConfig) -> Any:
-    """A thread-safe low-level client for `service`, on its own session."""
-    session = boto3.session.Session(region_name=config.region)
+    """A thread-safe low-level client for `service`: on `config.session` when given (whose
+    event hooks then see every request), else on a session of its own."""
+    session = config.session
+    if session is None:
+        session = boto3.session.Session(
+            region_name=config.region,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            aws_session_token=config.session_token,
+        )
+    elif not isinstance(session, boto3.session.Session):
+        raise ConfigError(
+            f"the aws provider's setting 'session' must be a boto3.session.Session, "
+            f"got {type(session).__name__}"
+        )
     return session.client(
         service,
+        region_name=config.region,
         endpoint_url=config.endpoint_url,
         config=botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 4},

@@ -1,61 +1,106 @@
-"""AWS Lambda entry point: SQS event batches from the invocations and tasks queues.
+"""AWS Lambda entry point: SQS event batches from the invocations and tasks queues, and
+task invocations sent by the `aws.lambda` executor.
 
     handler = lambda_handler(app)   # at module level in the function's code
 
 Point the event source mappings of both queues at it, with ReportBatchItemFailures on:
 Lambda deletes what succeeded and retries what the handler lists in `batchItemFailures`.
+Which queue a record came from is told by the queue name in its `eventSourceARN`.
 Malformed messages are dead-lettered here with their reason, so they never fail a batch
-forever. The runtime is built on the first event and kept while the container is warm,
-so live runs stay cached between invocations.
+forever. The runtime (`workers=0`: no consumers) is built on the first event and kept
+while the container is warm, so live runs stay cached between invocations.
+
+An event that is a `task.invoke` message itself (no `Records`) comes from the
+`aws.lambda` executor's asynchronous Invoke: the task runs and its outcome is reported on
+the invocations queue. The handler raises only when that report could not be sent, so
+Lambda's own retries (two for asynchronous events) send it again.
+
+Settings are those of `sb.connect(app, "aws", ...)`; the environment fills the rest
+(`switchboard aws template` sets them). `executor` defaults to `SWITCHBOARD_EXECUTOR`,
+else the tasks queue.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from switchboard import wire
 from switchboard.app import App
+from switchboard.errors import MalformedMessage, SerializationError
 from switchboard.executors import QueueExecutor
 from switchboard.interfaces import Delivery
 from switchboard.providers.aws.queue import SqsQueue
 from switchboard.runtime import Runtime, build_runtime
 from switchboard.serverless import BatchProcessor
 
+log = logging.getLogger("switchboard.aws")
+
 #: Seconds kept back from the function's time limit to report the batch's failures.
 SAFETY_MARGIN = 2.0
+#: Used when the context gives no remaining time (a test calling the handler bare).
+_DEFAULT_SECONDS = 60.0
 
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 
 
-def lambda_handler(app: App, **settings: Any) -> Handler:
-    """A Lambda handler running `app` on the aws provider configured by `settings` (and the
-    standard AWS environment variables)."""
-    built: list[tuple[Runtime, BatchProcessor, dict[str, SqsQueue]]] = []
+class _Built:
+    """What one container keeps between invocations: the runtime and its queues by name."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.processor = BatchProcessor(runtime)
+        queues = [runtime.invocations]
+        if isinstance(runtime.executor, QueueExecutor):
+            queues.append(runtime.executor.queue)
+        self.queues = {_native_name(q): q for q in queues if isinstance(q, SqsQueue)}
+
+
+# One runtime per app and settings in this process (a Lambda container), however often
+# `lambda_handler` is called.
+_BUILT: dict[tuple[int, str | None, tuple[tuple[str, str], ...]], _Built] = {}
+_BUILD_LOCK = threading.Lock()
+
+
+def lambda_handler(app: App, *, executor: str | None = None, **settings: Any) -> Handler:
+    """A Lambda handler running `app` on the aws provider configured by `settings` (and
+    the standard AWS environment variables)."""
+    chosen = executor if executor is not None else os.environ.get("SWITCHBOARD_EXECUTOR")
+    key = (id(app), chosen, tuple(sorted((name, repr(v)) for name, v in settings.items())))
+
+    def built() -> _Built:
+        with _BUILD_LOCK:
+            if key not in _BUILT:
+                runtime = build_runtime(
+                    app, "aws", executor=chosen, workers=0, settings=settings or None
+                )
+                _BUILT[key] = _Built(runtime)
+            return _BUILT[key]
 
     def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        if not built:
-            runtime = build_runtime(app, "aws", settings=settings)
-            queues = [runtime.invocations]
-            if isinstance(runtime.executor, QueueExecutor):
-                queues.append(runtime.executor.queue)
-            by_name = {_native_name(q): q for q in queues if isinstance(q, SqsQueue)}
-            built.append((runtime, BatchProcessor(runtime), by_name))
-        _, processor, by_name = built[0]
-        remaining = context.get_remaining_time_in_millis() / 1000 if context else 60.0
+        state = built()
+        if "Records" not in event:
+            return _run_task(state.runtime, event)
+        remaining = context.get_remaining_time_in_millis() / 1000 if context else _DEFAULT_SECONDS
         deadline = time.monotonic() + max(1.0, remaining - SAFETY_MARGIN)
         groups: dict[str, list[Mapping[str, Any]]] = {}
-        for record in event.get("Records", []):
-            groups.setdefault(str(record["eventSourceARN"]).rsplit(":", 1)[-1], []).append(record)
+        for record in event["Records"]:
+            name = str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1]
+            groups.setdefault(name, []).append(record)
         failures: list[dict[str, str]] = []
         for name, records in groups.items():
-            source = by_name.get(name)
-            if source is None:  # not one of this app's queues: let Lambda retry it elsewhere
+            source = state.queues.get(name)
+            if source is None:  # not one of this app's queues: never ours to settle
+                log.error("records from %r, which is no queue of app %r", name, app.name)
                 failures += [{"itemIdentifier": str(r["messageId"])} for r in records]
                 continue
             deliveries = [delivery_from_record(record) for record in records]
-            failed = {id(d) for d in processor.process(source, deliveries, deadline=deadline)}
+            failed = {id(d) for d in state.processor.process(source, deliveries, deadline=deadline)}
             failures += [
                 {"itemIdentifier": str(record["messageId"])}
                 for record, delivery in zip(records, deliveries, strict=True)
@@ -64,6 +109,20 @@ def lambda_handler(app: App, **settings: Any) -> Handler:
         return {"batchItemFailures": failures}
 
     return handler
+
+
+def _run_task(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Run a `task.invoke` event from the `aws.lambda` executor. A malformed one is logged
+    and dropped (a retry cannot mend it); a failed report raises, for Lambda to retry."""
+    try:
+        body = wire.dumps(dict(event), what="the task event")
+        runtime.task_runner.run(body)
+    except (MalformedMessage, SerializationError) as exc:
+        log.error(
+            "dropping an event that is no task invocation of app %r: %s", runtime.app.name, exc
+        )
+        return {"status": "malformed", "reason": str(exc)}
+    return {"status": "reported"}
 
 
 def delivery_from_record(record: Mapping[str, Any]) -> Delivery:

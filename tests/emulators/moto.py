@@ -12,6 +12,8 @@ Two deviations from `moto_server`, both in `serve`:
   send and receive, so a queue filling up to 1,000 messages took 40 s to send them (0.4 s
   per SendMessageBatch at the end). `serve` gives it the same clock from `time.time()`:
   the same 1,000 messages are sent in 4 s and received in 5 s; behaviour is unchanged.
+Lambda runs without Docker (`_lambda_without_docker`): functions can be created and
+invoked, but their code never runs; tests feed the invoked payloads to the handler.
 Run directly: `python -m tests.emulators.moto PORT` from the repository root.
 """
 
@@ -79,7 +81,23 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         self.server.start()
+        self._lambda_without_docker()
         return self
+
+    def _lambda_without_docker(self) -> None:
+        """moto's docker-free Lambda backend: functions are stored and invocations accepted
+        (an Event invocation answers 202), but no function code runs."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
 
     def stop(self) -> None:
         self.server.stop()

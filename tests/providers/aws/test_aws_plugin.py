@@ -41,7 +41,7 @@ def test_the_hook_registers_the_aws_provider() -> None:
         ("boto3",),
     )
     assert spec.broker is not None and spec.state is not None
-    assert dict(spec.executors) == {}
+    assert set(spec.executors) == {"lambda"}
 
 
 def test_the_entry_point_names_the_module() -> None:
