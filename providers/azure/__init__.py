@@ -1,15 +1,17 @@
-"""The Azure provider: Service Bus queues and a Data Tables state store.
+"""The Azure provider: Service Bus queues, a Data Tables state store, and the `azure.http`
+executor for HTTP-triggered Azure Functions (the default executor is the core tasks queue on
+Service Bus); serverless entry points live in `switchboard.providers.azure.handlers`.
 
 Importing this module needs no Azure SDK; the factories import it when a component is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from switchboard.errors import ConfigError
 from switchboard.hookspecs import hookimpl
-from switchboard.interfaces import ProviderSpec
+from switchboard.interfaces import Executor, ExecutorHost, ProviderSpec
 from switchboard.providers.azure.config import AzureConfig
 
 if TYPE_CHECKING:
@@ -36,8 +38,16 @@ def make_broker(config: AzureConfig) -> ServiceBusBroker:
         if _missing_sdk(error):
             raise ConfigError(_MISSING_SDK) from error
         raise
-    return ServiceBusBroker.from_connection_string(
-        config.require_servicebus(), prefix=config.prefix, create=config.create
+    how, where = config.servicebus_target()
+    if how == "connection_string":
+        return ServiceBusBroker.from_connection_string(
+            where, prefix=config.prefix, create=config.create
+        )
+    return ServiceBusBroker.from_namespace(
+        where,
+        _azure_ad_credential("servicebus_namespace"),
+        prefix=config.prefix,
+        create=config.create,
     )
 
 
@@ -51,7 +61,20 @@ def make_state(config: AzureConfig) -> TablesStateStore:
         if _missing_sdk(error):
             raise ConfigError(_MISSING_SDK) from error
         raise
-    store = TablesStateStore.from_connection_string(config.require_tables(), config.table)
+    how, where = config.tables_target()
+    if how == "connection_string":
+        store = TablesStateStore.from_connection_string(where, config.table)
+    else:
+        credential: Any
+        if config.tables_account_key:
+            from azure.core.credentials import AzureNamedKeyCredential
+
+            credential = AzureNamedKeyCredential(
+                config.tables_account_name(), config.tables_account_key
+            )
+        else:
+            credential = _azure_ad_credential("tables_endpoint")
+        store = TablesStateStore.from_endpoint(where, config.table, credential)
     if config.create:
         try:
             store.ensure()
@@ -61,15 +84,36 @@ def make_state(config: AzureConfig) -> TablesStateStore:
     return store
 
 
+def _azure_ad_credential(setting: str) -> Any:
+    """azure-identity's `DefaultAzureCredential` (environment, workload or managed identity,
+    Azure CLI login, ...), for a namespace or endpoint given without a key."""
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError as error:
+        raise ConfigError(
+            f"the azure provider's setting {setting!r} without a key or connection string "
+            "authenticates with Azure AD, which needs azure-identity: pip install azure-identity"
+        ) from error
+    return DefaultAzureCredential()
+
+
+def make_http_executor(config: AzureConfig, host: ExecutorHost) -> Executor:
+    """Task invocations POSTed to an HTTP-triggered function (`executor="azure.http"`)."""
+    from switchboard.providers.azure.executor import HttpExecutor
+
+    return HttpExecutor(config, host)
+
+
 @hookimpl
 def switchboard_providers() -> list[ProviderSpec]:
     return [
         ProviderSpec(
             name="azure",
-            description="Azure Service Bus queues and Azure Data Tables state",
+            description="Azure Service Bus queues, Azure Data Tables state, Functions over HTTP",
             config=AzureConfig,
             broker=make_broker,
             state=make_state,
+            executors={"http": make_http_executor},
             extra="azure",
             requires=("azure.servicebus", "azure.data.tables"),
         )

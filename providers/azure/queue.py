@@ -66,6 +66,9 @@ SERVICEBUS_QUEUE_CAPABILITIES = QueueCapabilities(
 
 #: Application property of a delayed release's copy: deliveries its original already had.
 PRIOR_ATTEMPTS = "switchboard-prior-attempts"
+#: Application property carrying why a message was dead-lettered by copy (a Functions trigger
+#: cannot dead-letter natively; see `ServiceBusQueue.send_dead_letter`).
+DEAD_LETTER_REASON = "switchboard-dead-letter-reason"
 #: The reason Service Bus gives when MaxDeliveryCount is exceeded; used for ours too.
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
 #: A receive call is cut into polls this long so acks and lock renewals get their turn.
@@ -125,6 +128,32 @@ class ServiceBusBroker:
         except ValueError as error:
             raise ConfigError(
                 f"the azure provider's setting 'servicebus_connection_string' is not valid: {error}"
+            ) from None
+        return cls(client, prefix=prefix, admin=admin, lock_duration=lock_duration)
+
+    @classmethod
+    def from_namespace(
+        cls,
+        namespace: str,
+        credential: Any,
+        *,
+        prefix: str = "switchboard",
+        create: bool = True,
+        lock_duration: float = DEFAULT_LOCK_DURATION,
+    ) -> ServiceBusBroker:
+        """A broker on the fully qualified `namespace` (NAMESPACE.servicebus.windows.net),
+        authenticated with `credential` (e.g. azure-identity's `DefaultAzureCredential`; the
+        identity needs the Azure Service Bus Data Owner role, Manage rights for `create`)."""
+        from azure.servicebus import ServiceBusClient
+        from azure.servicebus.management import ServiceBusAdministrationClient
+
+        host = namespace.removeprefix("sb://").strip("/")
+        try:
+            client = ServiceBusClient(host, credential)
+            admin = ServiceBusAdministrationClient(host, credential) if create else None
+        except ValueError as error:
+            raise ConfigError(
+                f"the azure provider's setting 'servicebus_namespace' is not valid: {error}"
             ) from None
         return cls(client, prefix=prefix, admin=admin, lock_duration=lock_duration)
 
@@ -263,6 +292,22 @@ class ServiceBusQueue:
         if messages:
             self._send_messages(messages, delay)
 
+    def send_dead_letter(self, body: bytes, *, message_id: str, reason: str) -> None:
+        """Enqueue `body` as a dead letter kept by copy: the message carries `reason` (in the
+        application property `switchboard-dead-letter-reason`), which its deliveries report
+        as `Delivery.reason`. For holders of a bare lock token, who cannot dead-letter."""
+        self._refuse_on_dead_letter_queue("send to")
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise TooLarge(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+        from azure.servicebus import ServiceBusMessage
+
+        message = ServiceBusMessage(
+            bytes(body),
+            message_id=message_id or uuid.uuid4().hex,
+            application_properties={DEAD_LETTER_REASON: reason[:4096]},
+        )
+        self._send_messages([message], 0.0)
+
     def _send_messages(self, messages: list[ServiceBusMessage], delay: float) -> list[int]:
         """Send (or schedule, with a delay) in as few requests as fit; returns the scheduled
         messages' sequence numbers."""
@@ -342,7 +387,9 @@ class ServiceBusQueue:
             id=str(message.message_id or message.sequence_number),
             attempt=attempt,
             handle=_Handle(self, lease_state),
-            reason=message.dead_letter_reason if self._dead_letter_of is not None else None,
+            reason=message.dead_letter_reason
+            if self._dead_letter_of is not None
+            else _carried_reason(message),
         )
 
     # -- settling ---------------------------------------------------------------------------
@@ -565,6 +612,15 @@ def _attempt(message: ServiceBusReceivedMessage) -> int:
     properties = message.application_properties or {}
     prior = properties.get(PRIOR_ATTEMPTS.encode(), properties.get(PRIOR_ATTEMPTS, 0))
     return int(prior) + earlier + 1
+
+
+def _carried_reason(message: ServiceBusReceivedMessage) -> str | None:
+    """The reason a dead letter kept by copy carries (see `send_dead_letter`), if any."""
+    properties = message.application_properties or {}
+    value = properties.get(DEAD_LETTER_REASON.encode(), properties.get(DEAD_LETTER_REASON))
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _body(message: ServiceBusReceivedMessage) -> bytes:

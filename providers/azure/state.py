@@ -138,11 +138,7 @@ class TablesStateStore:
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str) -> TablesStateStore:
         """A store on table `table` of the account that `connection_string` names."""
-        if not _TABLE_NAME.fullmatch(table):
-            raise ConfigError(
-                f"the azure provider's setting 'table' must be 3-63 letters and digits starting "
-                f"with a letter, got {table!r}"
-            )
+        _check_table_name(table)
         from azure.data.tables import TableClient
 
         try:
@@ -150,6 +146,22 @@ class TablesStateStore:
         except ValueError as error:
             raise ConfigError(
                 f"the azure provider's setting 'tables_connection_string' is not valid: {error}"
+            ) from None
+        return cls(client)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, table: str, credential: Any) -> TablesStateStore:
+        """A store on table `table` of the Table service at `endpoint`, authenticated with
+        `credential` (an `AzureNamedKeyCredential`, a SAS credential or an Azure AD token
+        credential)."""
+        _check_table_name(table)
+        from azure.data.tables import TableClient
+
+        try:
+            client = TableClient(endpoint, table, credential=credential)
+        except ValueError as error:
+            raise ConfigError(
+                f"the azure provider's setting 'tables_endpoint' is not valid: {error}"
             ) from None
         return cls(client)
 
@@ -418,3 +430,11 @@ def _short(error: Exception) -> str:
     """The first line of an SDK error (the rest repeats the response body)."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _check_table_name(table: str) -> None:
+    if not _TABLE_NAME.fullmatch(table):
+        raise ConfigError(
+            f"the azure provider's setting 'table' must be 3-63 letters and digits starting "
+            f"with a letter, got {table!r}"
+        )

@@ -1,8 +1,11 @@
-"""The shared conformance suite against the Azure provider: Tables on Azurite, Service Bus on
-the project's AMQP test broker (or the real services with SWITCHBOARD_AZURE_LIVE=1)."""
+"""The whole shared conformance suite against the Azure provider: Tables on Azurite, Service
+Bus on the project's AMQP test broker (or the real services with SWITCHBOARD_AZURE_LIVE=1):
+queues, state, workflows, both executors (the core QueueExecutor over Service Bus and
+`azure.http` against a task endpoint on 127.0.0.1), and faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,16 +13,21 @@ from typing import Any
 import pytest
 
 import switchboard as sb
-from switchboard.interfaces import Broker, StateStore
+from switchboard.interfaces import Broker, Executor, ExecutorHost, StateStore
+from switchboard.providers.azure.config import AzureConfig
+from switchboard.providers.azure.executor import HttpExecutor
+from switchboard.providers.azure.handlers import task_endpoint
 from switchboard.providers.azure.queue import ServiceBusBroker
 from switchboard.providers.azure.state import TablesStateStore
 from switchboard_conformance import (
+    ExecutorChoice,
     ExecutorConformance,
     FaultConformance,
     QueueConformance,
     StateStoreConformance,
     WorkflowConformance,
 )
+from tests.providers.azure.wsgi import LocalServer
 
 
 class TestTablesStateConformance(StateStoreConformance):
@@ -50,7 +58,7 @@ def test_a_workflow_runs_end_to_end_on_service_bus_and_tables(
         return "label-" + order["id"]
 
     @app.workflow
-    def fulfil(ctx: sb.Context, order: dict[str, object]) -> dict[str, object]:
+    def fulfil(ctx: sb.Context, order: dict[str, Any]) -> dict[str, object]:
         receipt = charge(order["id"], order["total"])
         small, large = ctx.parallel(
             ctx.call("label", {"id": order["id"]}), ctx.call("label", {"id": "x" * 400_000})
@@ -95,7 +103,37 @@ class TestAzureWorkflows(AzureComponents, WorkflowConformance):
 
 
 class TestAzureQueueExecutor(AzureComponents, ExecutorConformance):
-    pass
+    """The default executor: invocations on the `{app}-tasks` Service Bus queue."""
+
+
+FUNCTION_KEY = "conformance-function-key"
+
+
+class _ServedHttpExecutor(HttpExecutor):
+    """`azure.http` against a task endpoint served on 127.0.0.1 for this runtime's app: the
+    endpoint checks the function key and runs what it is POSTed with the runtime's own
+    `TaskRunner`, as the app's HTTP-triggered function (`AzureHandlers.task`) would."""
+
+    def __init__(self, config: AzureConfig, host: ExecutorHost) -> None:
+        self.server = LocalServer(task_endpoint(host.run_task, FUNCTION_KEY))
+        super().__init__(dataclasses.replace(config, task_url=self.server.url), host)
+
+    def close(self) -> None:
+        super().close()
+        self.server.stop()
+
+
+def _served_http_executor(config: AzureConfig, host: ExecutorHost) -> Executor:
+    return _ServedHttpExecutor(config, host)
+
+
+class TestAzureHttpExecutor(AzureComponents, ExecutorConformance):
+    """`azure.http`: each invocation POSTed with its function key to the task endpoint,
+    which reports the outcome on the invocations queue."""
+
+    @pytest.fixture
+    def executor(self) -> ExecutorChoice:
+        return ExecutorChoice(_served_http_executor, AzureConfig(function_key=FUNCTION_KEY))
 
 
 class TestAzureUnderFaults(AzureComponents, FaultConformance):
