@@ -31,6 +31,7 @@ Guarantees, and where they come from:
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -95,6 +96,9 @@ class _Cancelled(BaseException):
 class _Inbound:
     message: wire.Message | None  # None asks the driver to stop
     future: Future[Settlement] | None
+    #: `time.monotonic()` by which the delivery should be settled: no task starts inline
+    #: after it while the delivery is held.
+    settle_by: float = math.inf
 
 
 _STOP = _Inbound(None, None)
@@ -127,7 +131,8 @@ class Engine:
         self.index = index
         self.inline_tasks = inline_tasks
         #: How long a run may keep a delivery unsettled while running tasks inline; then
-        #: it hands tasks to the executor so the delivery settles (serverless time limits).
+        #: it hands tasks to the executor so the delivery settles. `handle(settle_by=)`
+        #: sets a delivery's own limit (a serverless invocation's time).
         self.max_inline_seconds = max_inline_seconds
         self.idle_seconds = idle_seconds
         self.on_finished = on_finished
@@ -137,9 +142,14 @@ class Engine:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def handle(self, delivery: Delivery) -> Future[Settlement]:
+    def handle(self, delivery: Delivery, *, settle_by: float | None = None) -> Future[Settlement]:
         """Accept one delivery from the invocations queue; the future says how to settle it
-        once its effects are recorded (or that it is malformed and must be dead-lettered)."""
+        once its effects are recorded (or that it is malformed and must be dead-lettered).
+
+        While the delivery is held, tasks run inline only until `settle_by` (a
+        `time.monotonic()` value; default: `max_inline_seconds` from now); after it, they
+        go to the executor so the delivery settles.
+        """
         future: Future[Settlement] = Future()
         try:
             message = wire.decode(delivery.body, self.blobs)
@@ -156,7 +166,9 @@ class Engine:
         if message.kind == wire.TIMER_FIRED and self._postpone(message):
             future.set_result(ACK)
             return future
-        self._route(message.run, _Inbound(message, future))
+        if settle_by is None:
+            settle_by = time.monotonic() + self.max_inline_seconds
+        self._route(message.run, _Inbound(message, future, settle_by))
         return future
 
     def _postpone(self, message: wire.Message) -> bool:
@@ -246,7 +258,7 @@ class RunDriver:
         self._thread = threading.Thread(target=self._main, name=f"run-{run_id}", daemon=True)
         self._redispatch = redispatch
         self._held: list[_Inbound] = []
-        self._holding_since = 0.0
+        self._settle_by = math.inf  # the earliest `settle_by` of the held deliveries
         self._pending: list[dict[str, Any]] = []
         self._pending_consumed: list[str] = []
         self._to_dispatch: list[int] = []
@@ -465,7 +477,7 @@ class RunDriver:
     def _inline_candidate(self, seqs: list[int]) -> StepState | None:
         if not self.engine.inline_tasks:
             return None
-        if self._held and time.monotonic() - self._holding_since > self.engine.max_inline_seconds:
+        if self._held and time.monotonic() >= self._settle_by:
             return None
         waiting = [self.view.steps[seq] for seq in seqs if self.view.steps[seq].open]
         if len(waiting) != 1 or waiting[0].seq not in self._to_dispatch:
@@ -509,8 +521,7 @@ class RunDriver:
         if message is None:
             raise _Stop
         if inbound.future is not None:
-            if not self._held:
-                self._holding_since = time.monotonic()
+            self._settle_by = min(self._settle_by, inbound.settle_by)
             self._held.append(inbound)
         if message.id in self.view.consumed:
             if message.id not in self._pending_consumed:
@@ -758,6 +769,7 @@ class RunDriver:
 
     def _settle_held(self, settlement: Settlement) -> None:
         held, self._held = self._held, []
+        self._settle_by = math.inf
         for inbound in held:
             assert inbound.future is not None
             if not inbound.future.done():

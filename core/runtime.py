@@ -29,8 +29,8 @@ from switchboard.interfaces import (
     Queue,
     StateStore,
 )
+from switchboard.outbox import Outbox
 from switchboard.plugins import Registry, registry
-from switchboard.retry import retrying
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
 
@@ -74,6 +74,8 @@ class Runtime:
         self.index = RunIndex(store, app.name)
         self.max_attempts = max_attempts
         self.invocations = self.channel(INVOCATIONS_CHANNEL)
+        # Results of tasks finishing together travel in one request.
+        self._outbox = Outbox(self.invocations)
         self.signer = Signer(resolve_secret(app.name, app.secret, store))
         self.task_runner = TaskRunner(app, self.blobs, self.report)
         host = ExecutorHost(app.name, self.task_runner.run, self.channel, max(1, workers))
@@ -130,7 +132,7 @@ class Runtime:
     def report(self, message: dict[str, Any]) -> None:
         """Send a message to the invocations queue (claim check when it is too large)."""
         body = wire.encode(message, self.invocations.capabilities.max_message_bytes, self.blobs)
-        retrying(lambda: self.invocations.send([body]))
+        self._outbox.send(body)
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 

@@ -26,7 +26,9 @@ class BatchProcessor:
     """Runs the engine (for the invocations queue) or tasks (for the tasks queue) on a batch.
 
     Live runs stay cached between invocations of a warm function, so a warm container
-    resumes a run without replaying it.
+    resumes a run without replaying it. With a runtime built with `inline_tasks=True`, a
+    lone awaited task runs inside the workflow function itself: a chain then costs one
+    state write per step and no queue traffic, as in a long-running worker.
     """
 
     def __init__(self, runtime: Runtime, *, concurrency: int = 8) -> None:
@@ -43,10 +45,16 @@ class BatchProcessor:
         reports success); dead-lettered ones are moved here.
         """
         is_tasks = source.name != self.runtime.invocations.name
+        # Tasks run inline (where the runtime allows it) only in the first half of the
+        # time left, so one started late still has the other half to finish.
+        now = time.monotonic()
+        settle_by = now + max(0.0, deadline - now) / 2
         futures: dict[Future[Settlement], Delivery] = {}
         for delivery in deliveries:
-            handler = self._tasks if is_tasks else self.runtime.engine.handle
-            future = handler(delivery)
+            if is_tasks:
+                future = self._tasks(delivery)
+            else:
+                future = self.runtime.engine.handle(delivery, settle_by=settle_by)
             futures[future] = delivery
         done, not_done = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         failed = [futures[future] for future in not_done]

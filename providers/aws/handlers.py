@@ -63,21 +63,40 @@ class _Built:
 
 # One runtime per app and settings in this process (a Lambda container), however often
 # `lambda_handler` is called.
-_BUILT: dict[tuple[int, str | None, tuple[tuple[str, str], ...]], _Built] = {}
+_BUILT: dict[tuple[int, str | None, bool, tuple[tuple[str, str], ...]], _Built] = {}
 _BUILD_LOCK = threading.Lock()
 
 
-def lambda_handler(app: App, *, executor: str | None = None, **settings: Any) -> Handler:
+def lambda_handler(
+    app: App, *, executor: str | None = None, inline_tasks: bool = True, **settings: Any
+) -> Handler:
     """A Lambda handler running `app` on the aws provider configured by `settings` (and
-    the standard AWS environment variables)."""
+    the standard AWS environment variables).
+
+    With `inline_tasks` (the default) the workflow function runs a lone awaited task
+    itself, during the first half of its invocation's time, instead of sending it to the
+    task function: a chain of quick tasks then costs no queue requests and no Lambda
+    invocations per step. Turn it off to run every task in the task function (its own
+    role, memory and timeout).
+    """
     chosen = executor if executor is not None else os.environ.get("SWITCHBOARD_EXECUTOR")
-    key = (id(app), chosen, tuple(sorted((name, repr(v)) for name, v in settings.items())))
+    key = (
+        id(app),
+        chosen,
+        inline_tasks,
+        tuple(sorted((name, repr(v)) for name, v in settings.items())),
+    )
 
     def built() -> _Built:
         with _BUILD_LOCK:
             if key not in _BUILT:
                 runtime = build_runtime(
-                    app, "aws", executor=chosen, workers=0, settings=settings or None
+                    app,
+                    "aws",
+                    executor=chosen,
+                    workers=0,
+                    inline_tasks=inline_tasks,
+                    settings=settings or None,
                 )
                 _BUILT[key] = _Built(runtime)
             return _BUILT[key]

@@ -97,16 +97,20 @@ class GcpHandlers:
         app: App,
         *,
         executor: str | None = None,
+        inline_tasks: bool = True,
         timeout: float = 300.0,
         concurrency: int = 8,
         **settings: Any,
     ) -> None:
         """`settings` configure the gcp provider as `sb.connect(app, "gcp", ...)` does (the
         environment fills the rest); `executor` is chosen as there (default: the tasks
-        channel). `timeout` bounds one request's work: keep it below the push subscription's ack
-        deadline (at most 600 s) or the function's timeout."""
+        channel). With `inline_tasks` (the default) a lone awaited task runs in the
+        invocations endpoint itself, during the first half of the request's time, rather
+        than through the executor. `timeout` bounds one request's work: keep it below the
+        push subscription's ack deadline (at most 600 s) or the function's timeout."""
         self._app = app
         self._executor = executor
+        self._inline_tasks = inline_tasks
         self._settings = settings
         self.timeout = timeout
         self._concurrency = concurrency
@@ -124,6 +128,7 @@ class GcpHandlers:
                     "gcp",
                     executor=self._executor,
                     workers=0,
+                    inline_tasks=self._inline_tasks,
                     settings=self._settings or None,
                 )
             return self._runtime

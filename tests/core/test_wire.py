@@ -12,9 +12,13 @@ import pytest
 
 import switchboard as sb
 from switchboard import wire
+from switchboard.client import Client
 from switchboard.errors import MalformedMessage
-from switchboard.interfaces import Queue
+from switchboard.executors import queue_executor
+from switchboard.interfaces import Broker, Queue
+from switchboard.providers.local.queue import MemoryBroker
 from switchboard.providers.local.state import MemoryStateStore
+from switchboard.runtime import Runtime
 
 SCHEMA = json.loads(resources.files("switchboard").joinpath("schema/wire-v1.json").read_text())
 jsonschema.Draft202012Validator.check_schema(SCHEMA)
@@ -33,6 +37,20 @@ class RecordingQueue:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class RecordingBroker:
+    """Opens recording queues: every channel the runtime uses is seen."""
+
+    def __init__(self, inner: Broker, sent: list[bytes]) -> None:
+        self._inner, self._sent = inner, sent
+        self.capabilities = inner.capabilities
+
+    def queue(self, name: str, *, max_attempts: int = 5) -> Queue:
+        return RecordingQueue(self._inner.queue(name, max_attempts=max_attempts), self._sent)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def test_every_message_of_a_rich_run_matches_the_schema() -> None:
@@ -56,13 +74,15 @@ def test_every_message_of_a_rich_run_matches_the_schema() -> None:
         return [flaky(), ctx.wait_for_event("go"), step.seq]
 
     sent: list[bytes] = []
-    with sb.local(app, executor="queue") as client:
-        runtime = client.runtime
-        runtime.invocations = RecordingQueue(runtime.invocations, sent)  # type: ignore[assignment]
-        assert runtime.engine is not None
-        runtime.engine.invocations = runtime.invocations
-        executor_queue = runtime.executor.queue  # type: ignore[attr-defined]
-        runtime.executor.queue = RecordingQueue(executor_queue, sent)  # type: ignore[attr-defined]
+    runtime = Runtime(
+        app,
+        RecordingBroker(MemoryBroker(), sent),
+        MemoryStateStore(),
+        queue_executor,
+        None,
+        workers=4,
+    )
+    with Client(runtime) as client:
         run_id = client.start("run")
         client.signal(run_id, "go", {"n": 1})
         assert client.wait(run_id, timeout=30).output == ["ok", {"n": 1}, 1]
