@@ -85,6 +85,9 @@ class Report:
     series: list[Series]
     writes: list[dict[str, Any]]
     profiles: list[Any]
+    #: `bench.aws_cost` rows: requests and dollars per 1M steps on AWS.
+    aws_cost: list[dict[str, Any]] = field(default_factory=list)
+    aws_cost_error: str = ""
     elapsed: float = 0.0
     commit_us: float = 0.0
 
@@ -116,8 +119,9 @@ def _command(
     return [*command, "--workdir", str(workdir)]
 
 
-def run_once(command: Sequence[str], workdir: Path) -> dict[str, Any]:
-    """Run one repetition in a fresh process and fresh directory; its JSON result."""
+def run_once(command: Sequence[str], workdir: Path) -> Any:
+    """Run one repetition in a fresh process and fresh directory; its JSON result (a dict
+    with "error" when it produced none)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     done = subprocess.run(
@@ -125,8 +129,7 @@ def run_once(command: Sequence[str], workdir: Path) -> dict[str, Any]:
     )
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
-            return result
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"exit {done.returncode}: {tail[:300]}"}
 
@@ -208,6 +211,18 @@ def count_writes(smoke: bool, workdir: Path) -> list[dict[str, Any]]:
                 result = run_once(command, workdir / "writes")
                 rows.append({"mode": mode, "shape": shape, "width": width, **result})
     return rows
+
+
+def measure_aws_cost(smoke: bool, workdir: Path) -> tuple[list[dict[str, Any]], str]:
+    """`bench.aws_cost` in its own process (it starts moto's server); its rows, or why not."""
+    command = [sys.executable, "-m", "bench.aws_cost", *(["--smoke"] if smoke else [])]
+    try:
+        result = run_once(command, workdir / "aws-cost")
+    except subprocess.TimeoutExpired:
+        return [], f"no result within {TIMEOUT:.0f}s"
+    if isinstance(result, dict):
+        return [], str(result.get("error", "no result"))
+    return list(result), ""
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -405,6 +420,21 @@ def targets(report: Report) -> list[tuple[str, str, str]]:
                     "met" if max(puts, volume) <= 1.5 else "NOT met",
                 )
             )
+    if report.aws_cost:
+        from bench.aws_cost import TARGET_PER_MILLION
+
+        worst = max(report.aws_cost, key=lambda row: row["total_per_million"])
+        checks.append(
+            (
+                f"AWS: dollars per 1M steps <= ${TARGET_PER_MILLION:.2f} (every deployment "
+                "and workload)",
+                f"${worst['total_per_million']:.2f} at most ({worst['deployment']}, "
+                f"{worst['workload']})",
+                "met" if worst["total_per_million"] <= TARGET_PER_MILLION else "NOT met",
+            )
+        )
+    elif report.aws_cost_error:
+        checks.append(("AWS: dollars per 1M steps <= $2.50", report.aws_cost_error, "NOT run"))
     return checks
 
 
@@ -562,6 +592,23 @@ def render(report: Report) -> str:
                 f"| {row['width']} | {row['puts']} | {row['puts'] / row['width']:.2f} "
                 f"| {row.get('bytes', 0):,} | {kinds} | {row.get('commits', '-')} |"
             )
+    if report.aws_cost:
+        from bench.aws_cost import render as render_aws_cost
+
+        add("")
+        add("## AWS: requests and dollars per 1M steps (issue 4)")
+        add("")
+        add(
+            "Every billable request counted with botocore event hooks against moto's server "
+            "(`bench/aws_cost.py` says what is counted and how units are computed), priced "
+            "at list prices: SQS $0.40 per 1M requests, DynamoDB on-demand $0.625 per 1M "
+            "write and $0.125 per 1M read units, Lambda $0.20 per 1M requests; beside Step "
+            "Functions Standard at $25 per 1M state transitions (one per step at least). "
+            "*workers*: `switchboard worker` processes; *lambda*: the functions "
+            "`switchboard aws template` deploys, with Lambda's SQS pollers played by the bench."
+        )
+        add("")
+        lines.extend(render_aws_cost(report.aws_cost))
     add("")
     add("## Targets (issue 7)")
     add("")
@@ -645,6 +692,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
         default=",".join(ALL_SYSTEMS),
         help=f"comma-separated, from {', '.join(ALL_SYSTEMS)}; 'switchboard' means both modes",
     )
+    parser.add_argument(
+        "--no-aws", action="store_true", help="skip the AWS cost count (it needs the dev extra)"
+    )
     parser.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="where the report goes")
     parser.add_argument("--workdir", default=str(BENCH / ".work"), help="scratch files")
     args = parser.parse_args(argv)
@@ -691,6 +741,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
     if any(s in SWITCHBOARD_SYSTEMS for s in systems):
         print("counting Switchboard's state writes ...", flush=True)
         report.writes = count_writes(args.smoke, workdir)
+    if not args.no_aws:
+        print("counting AWS requests per step (moto) ...", flush=True)
+        report.aws_cost, report.aws_cost_error = measure_aws_cost(args.smoke, workdir)
     if args.profile:
         from bench.profiling import profile_w1
 

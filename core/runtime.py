@@ -122,6 +122,11 @@ class Runtime:
                 consumer.start()
         _active[app.name] = self
 
+    @property
+    def consumers(self) -> tuple[Consumer, ...]:
+        """The in-process worker's queue consumers (none with `workers=0`)."""
+        return tuple(self._consumers)
+
     def channel(self, name: str) -> Queue:
         """A channel of this app on the runtime's queue provider. Channel names hold only
         letters, digits and hyphens, so an app name's `_` becomes `-`."""

@@ -56,6 +56,12 @@ class Consumer:
             thread.start()
         return self
 
+    @property
+    def holding(self) -> int:
+        """Deliveries received and not yet settled."""
+        with self._room:
+            return len(self._inflight)
+
     def stop_taking(self) -> None:
         """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
         self._stopping.set()

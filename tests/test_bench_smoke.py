@@ -37,7 +37,17 @@ def test_bench_smoke_produces_numbers(tmp_path: Path) -> None:
         if "commits" in row:
             assert row["commits"] > 0, row
 
+    assert not report.aws_cost_error, report.aws_cost_error
+    assert {(row["deployment"], row["workload"]) for row in report.aws_cost} == {
+        (deployment, workload)
+        for deployment in ("workers", "lambda")
+        for workload in ("chain of 5", "fan-out of 5")
+    }
+    for row in report.aws_cost:
+        assert row["write_units"] > 0 and row["total_per_million"] > 0, row
+
     text = out.read_text()
     assert "## Results" in text
     assert "W3 fan-out of 5" in text
     assert "Switchboard (SQLite)" in text
+    assert "## AWS: requests and dollars per 1M steps" in text

@@ -84,7 +84,7 @@ def lambda_handler(
         id(app),
         chosen,
         inline_tasks,
-        tuple(sorted((name, repr(v)) for name, v in settings.items())),
+        tuple(sorted((name, _identity(v)) for name, v in settings.items())),
     )
 
     def built() -> _Built:
@@ -128,6 +128,14 @@ def lambda_handler(
         return {"batchItemFailures": failures}
 
     return handler
+
+
+def _identity(value: Any) -> str:
+    """A setting as part of the runtime cache's key: plain values by value, objects (a
+    boto3 session) by identity, since two sessions can print alike."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return repr(value)
+    return f"{type(value).__qualname__}@{id(value)}"
 
 
 def _run_task(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from typing import Any
@@ -10,39 +9,7 @@ from typing import Any
 import switchboard as sb
 from switchboard.providers.aws.config import AwsConfig
 from switchboard.providers.aws.handlers import lambda_handler
-
-
-class LambdaContext:
-    """What the Lambda runtime passes as `context` (only the part the handler reads)."""
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def _record(message: dict[str, Any], arn: str) -> dict[str, Any]:
-    """An SQS event record, shaped as Lambda builds it from a received message."""
-    attributes = {
-        name: (
-            {"binaryValue": base64.b64encode(value["BinaryValue"]).decode(), "dataType": "Binary"}
-            if "BinaryValue" in value
-            else {"stringValue": value.get("StringValue"), "dataType": "String"}
-        )
-        for name, value in (message.get("MessageAttributes") or {}).items()
-    }
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": attributes,
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": "us-east-1",
-    }
+from tests.emulators.lambda_sqs import deliver_batch
 
 
 def test_sqs_batches_drive_a_run_and_dead_letter_garbage(
@@ -77,28 +44,9 @@ def test_sqs_batches_drive_a_run_and_dead_letter_garbage(
         while client.status(run_id).status not in ("completed", "failed"):
             assert time.monotonic() < deadline, client.history(run_id)
             for url in (invocations_url, tasks_url):
-                messages = sqs_client.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=0,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-                if not messages:
-                    continue
-                arn = "arn:aws:sqs:us-east-1:123456789012:" + url.rsplit("/", 1)[-1]
-                event = {"Records": [_record(m, arn) for m in messages]}
-                failed = {
-                    f["itemIdentifier"]
-                    for f in handler(event, LambdaContext())["batchItemFailures"]
-                }
-                reported += failed
-                # What Lambda does: delete the successes; failures come back after the timeout.
-                for message in messages:
-                    if message["MessageId"] not in failed:
-                        sqs_client.delete_message(
-                            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
-                        )
+                batch = deliver_batch(sqs_client, url, handler)
+                if batch is not None:
+                    reported += batch.failed
         assert client.wait(run_id, timeout=5).output == 11 + (1 + 2 + 3)
         assert not reported, "nothing in these batches needed a retry"
         dead = client.runtime.invocations.dead_letters().receive(10, wait=1)
@@ -106,18 +54,6 @@ def test_sqs_batches_drive_a_run_and_dead_letter_garbage(
             (b"not json at all", "not JSON:"),
             (b"\xff\x00binary garbage", "not JSON:"),
         ]
-
-
-def _receive(sqs_client: Any, url: str, visibility: int) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = sqs_client.receive_message(
-        QueueUrl=url,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=0,
-        VisibilityTimeout=visibility,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    ).get("Messages", [])
-    return messages
 
 
 def test_a_task_past_the_deadline_is_reported_and_retried_by_lambda(
@@ -160,21 +96,11 @@ def test_a_task_past_the_deadline_is_reported_and_retried_by_lambda(
         while client.status(run_id).status not in ("completed", "failed") or not redelivered():
             assert time.monotonic() < deadline, (batches, client.history(run_id))
             for url in (invocations_url, tasks_url):
-                # A short visibility timeout stands for the queue's, to keep the test short.
-                messages = _receive(sqs_client, url, visibility=3)
-                if not messages:
-                    continue
-                arn = "arn:aws:sqs:us-east-1:123456789012:" + url.rsplit("/", 1)[-1]
-                event = {"Records": [_record(m, arn) for m in messages]}
+                # A short visibility timeout stands for the queue's, to keep the test short;
                 # 3 s left, 2 s kept back: the batch has about a second.
-                result = handler(event, LambdaContext(remaining_ms=3_000))
-                failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
-                batches.append((url, [m["MessageId"] for m in messages], failed))
-                for message in messages:
-                    if message["MessageId"] not in failed:
-                        sqs_client.delete_message(
-                            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
-                        )
+                batch = deliver_batch(sqs_client, url, handler, visibility=3, remaining_ms=3_000)
+                if batch is not None:
+                    batches.append((url, batch.message_ids, batch.failed))
             time.sleep(0.1)
         assert client.wait(run_id, timeout=5).output == [0, 10, 20]
     partial = [(ids, failed) for url, ids, failed in batches if failed]
