@@ -72,6 +72,7 @@ class Client:
             "input": json.loads(data),
         }
         entry = {"v": wire.VERSION, "n": 0, "at": now, "consumed": [], "events": [created]}
+        start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id)
         try:
             # A retry after an ambiguous failure finds its own entry: the Conflict below.
             retrying(
@@ -79,7 +80,6 @@ class Client:
                     run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
                 )
             )
-            retrying(lambda: self.runtime.index.create(run_id, name, now))
         except Conflict:
             existing = retrying(
                 lambda: next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
@@ -87,7 +87,16 @@ class Client:
             first = existing["events"][0]
             if (first.get("workflow"), first.get("input")) != (name, created["input"]):
                 raise Conflict(f"run id {run_id!r} is already used by another run") from None
-        self.runtime.report(wire.envelope(wire.RUN_START, app=self.app.name, run=run_id))
+            self.runtime.report(start)
+            return run_id
+        # The run exists once its first entry does; its index record and its start message
+        # only need each other's company, so they are written at once (one round trip, and
+        # one commit where the store batches writers).
+        indexed = self.runtime.in_background(
+            lambda: retrying(lambda: self.runtime.index.create(run_id, name, now))
+        )
+        self.runtime.report(start)
+        indexed.result()
         return run_id
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
@@ -101,6 +110,9 @@ class Client:
         try:
             delay = 0.01
             while True:
+                if notice.status is not None:  # finished by this process's engine
+                    status = notice.status
+                    break
                 entry = retrying(lambda: self.runtime.index.get(run_id))
                 if entry is None:
                     raise NotFound(f"no run with id {run_id!r}")
@@ -176,10 +188,10 @@ class Client:
         changes would. Raises `InvalidToken` for a forged token and `TokenAlreadyUsed` for
         a used one.
         """
-        _, value = wire.roundtrip(result, what="the task result")
+        value = wire.normalize(result, what="the task result")
         fields: dict[str, Any] = {"outcome": "ok", "result": value}
         if cache:
-            fields["cache"] = wire.roundtrip(cache, what="the cache changes")[1]
+            fields["cache"] = wire.normalize(cache, what="the cache changes")
         self._finish(token, fields)
 
     def fail(self, token: str, error: str | BaseException, *, retryable: bool = False) -> None:

@@ -120,7 +120,7 @@ class Engine:
         inline_tasks: bool = True,
         max_inline_seconds: float = 60.0,
         idle_seconds: float = 60.0,
-        on_finished: Callable[[str], None] | None = None,
+        on_finished: Callable[[RunView], None] | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -246,6 +246,14 @@ class Engine:
             driver.join(max(0.0, deadline - time.monotonic()))
 
 
+def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: bytes) -> Any:
+    """A step's input as its history entry records it: JSON's view of it, which for plain
+    scalar arguments is the arguments themselves."""
+    if all(map(wire.plain, args)) and all(map(wire.plain, kwargs.values())):
+        return {"args": list(args), "kwargs": dict(kwargs)}
+    return wire.loads(encoded)
+
+
 class RunDriver:
     """One live run: its view of the history and the thread its workflow runs on."""
 
@@ -304,7 +312,7 @@ class RunDriver:
                 self._flush(settle=True)
                 leftover = ACK  # the run is over: later messages for it have nothing to do
                 if self.engine.on_finished is not None:
-                    self.engine.on_finished(self.run_id)
+                    self.engine.on_finished(self.view)
         except _Stop:
             pass
         except Exception:  # a provider outage or a bug: retry the messages later
@@ -327,7 +335,7 @@ class RunDriver:
             output = run_in_workflow(ctx, lambda: workflow.fn(ctx, *args, **kwargs))
             if self._nondeterminism is not None:
                 raise self._nondeterminism
-            _, output = wire.roundtrip(output, what=f"the output of workflow {workflow.name!r}")
+            output = wire.normalize(output, what=f"the output of workflow {workflow.name!r}")
             self._add({"e": "run.completed", "output": output})
         except _Cancelled:
             pass
@@ -356,7 +364,7 @@ class RunDriver:
                     "kind": TASK,
                     "name": name,
                     "digest": fingerprint,
-                    "input": wire.loads(encoded),
+                    "input": _as_recorded(args, kwargs, encoded),
                 }
             )
             step = self.view.steps[seq]

@@ -163,7 +163,7 @@ def execute(app: App, invocation: Invocation) -> Outcome:
     if isinstance(value, Pending):
         return Outcome("pending", cache=delta)
     try:
-        _, result = wire.roundtrip(value, what=f"the result of task {task.name!r}")
+        result = wire.normalize(value, what=f"the result of task {task.name!r}")
         if delta is not None:
             wire.dumps(delta, what=f"the cache written by task {task.name!r}")
     except SerializationError as exc:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchboard import wire
 from switchboard.app import App
@@ -20,6 +21,7 @@ from switchboard.engine import Engine
 from switchboard.errors import ConfigError
 from switchboard.execution import TaskRunner
 from switchboard.executors import QueueExecutor, queue_executor
+from switchboard.history import RunView
 from switchboard.index import RunIndex
 from switchboard.interfaces import (
     Broker,
@@ -31,6 +33,7 @@ from switchboard.interfaces import (
 )
 from switchboard.outbox import Outbox
 from switchboard.plugins import Registry, registry
+from switchboard.status import RunStatus
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
 
@@ -39,12 +42,27 @@ if TYPE_CHECKING:
 
 INVOCATIONS_CHANNEL = "invocations"
 
+T = TypeVar("T")
+
 _active: weakref.WeakValueDictionary[str, Runtime] = weakref.WeakValueDictionary()
 
 
 def active_runtime(app_name: str) -> Runtime | None:
     """The open runtime of the app called `app_name` in this process, if any."""
     return _active.get(app_name)
+
+
+class Notice(threading.Event):
+    """Set when something about a watched run changed; `status` holds its final status
+    once an in-process engine has committed the run's end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status: RunStatus | None = None
+
+    def finish(self, status: RunStatus) -> None:
+        self.status = status
+        self.set()
 
 
 class Runtime:
@@ -80,7 +98,9 @@ class Runtime:
         self.task_runner = TaskRunner(app, self.blobs, self.report)
         host = ExecutorHost(app.name, self.task_runner.run, self.channel, max(1, workers))
         self.executor: Executor = executor_factory(executor_config, host)
-        self._watchers: dict[str, list[threading.Event]] = {}
+        self._watchers: dict[str, list[Notice]] = {}
+        self._background: ThreadPoolExecutor | None = None
+        self._background_lock = threading.Lock()
         self._watch_lock = threading.Lock()
         # The engine starts no thread until a message arrives: serverless handlers use it
         # without consumers.
@@ -127,6 +147,13 @@ class Runtime:
         """The in-process worker's queue consumers (none with `workers=0`)."""
         return tuple(self._consumers)
 
+    def in_background(self, work: Callable[[], T]) -> Future[T]:
+        """Run `work` on the runtime's helper thread (for a client overlapping two writes)."""
+        with self._background_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(2, thread_name_prefix="switchboard-client")
+            return self._background.submit(work)
+
     def channel(self, name: str) -> Queue:
         """A channel of this app on the runtime's queue provider. Channel names hold only
         letters, digits and hyphens, so an app name's `_` becomes `-`."""
@@ -141,25 +168,28 @@ class Runtime:
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 
-    def watch(self, run_id: str) -> threading.Event:
-        event = threading.Event()
+    def watch(self, run_id: str) -> Notice:
+        notice = Notice()
         with self._watch_lock:
-            self._watchers.setdefault(run_id, []).append(event)
-        return event
+            self._watchers.setdefault(run_id, []).append(notice)
+        return notice
 
-    def unwatch(self, run_id: str, event: threading.Event) -> None:
+    def unwatch(self, run_id: str, notice: Notice) -> None:
         with self._watch_lock:
-            events = self._watchers.get(run_id, [])
-            if event in events:
-                events.remove(event)
-            if not events:
+            notices = self._watchers.get(run_id, [])
+            if notice in notices:
+                notices.remove(notice)
+            if not notices:
                 self._watchers.pop(run_id, None)
 
-    def _finished(self, run_id: str) -> None:
+    def _finished(self, view: RunView) -> None:
+        """The engine committed the end of a run: tell its watchers, with its status."""
         with self._watch_lock:
-            events = list(self._watchers.get(run_id, []))
-        for event in events:
-            event.set()
+            notices = list(self._watchers.get(view.run_id, []))
+        if notices:
+            status = view.to_status()
+            for notice in notices:
+                notice.finish(status)
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the worker (finishing or releasing held work), then close the components."""
@@ -172,6 +202,8 @@ class Runtime:
         self.engine.close()
         if self._pool is not None:
             self._pool.close()
+        if self._background is not None:
+            self._background.shutdown(wait=True)
         self.executor.close()
         if self._close_components:
             self.store.close()

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -88,10 +89,22 @@ def loads(data: bytes | str) -> Any:
     return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
 
 
-def roundtrip(value: Any, *, what: str = "value") -> tuple[bytes, Any]:
-    """The JSON bytes of `value` and the value as a reader of those bytes will see it."""
-    data = dumps(value, what=what)
-    return data, loads(data)
+def plain(value: Any) -> bool:
+    """Whether `value` is a JSON scalar that JSON gives back unchanged (exact types only:
+    an `IntEnum` or a `str` subclass comes back as a plain int or str)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    return kind is float and math.isfinite(value)
+
+
+def normalize(value: Any, *, what: str = "value") -> Any:
+    """`value` as a reader of its JSON will see it (tuples become lists, and so on);
+    `SerializationError` naming `what` if it is not JSON. Plain scalars, the usual task
+    result, come back as they are without a round trip."""
+    if plain(value):
+        return value
+    return loads(dumps(value, what=what))
 
 
 def digest(data: bytes) -> str:

@@ -92,4 +92,3 @@ class LambdaExecutor:
         self._pool.shutdown(wait=True)
         if self._owns_client:
             self._client.close()
-

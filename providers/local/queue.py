@@ -238,21 +238,25 @@ class SqliteQueue:
             )
 
         self._db.write(insert)
-        with self._db.changed:
-            self._db.changed.notify_all()
+        self._db.notify()
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
     ) -> list[Delivery]:
         check_request(self, count=max_messages, lease=lease)
         deadline = time.monotonic() + wait
+        changed = self._db.changed
         while True:
+            with changed:
+                seen = self._db.generation
             taken = self._take(max_messages, lease)
             remaining = deadline - time.monotonic()
             if taken or remaining <= 0:
                 return taken
-            with self._db.changed:
-                self._db.changed.wait(min(remaining, self._poll))
+            with changed:
+                # A send since `seen` may have come after the look: look again at once.
+                if self._db.generation == seen:
+                    changed.wait(min(remaining, self._poll))
 
     def _take(self, max_messages: int, lease: float) -> list[Delivery]:
         now = time.time()
@@ -299,8 +303,7 @@ class SqliteQueue:
         self._update_lease(
             delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay
         )
-        with self._db.changed:
-            self._db.changed.notify_all()
+        self._db.notify()
 
     def extend(self, delivery: Delivery, lease: float) -> None:
         check_request(self, lease=lease)

@@ -10,7 +10,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from switchboard.interfaces import ANY, Expect, Page, Record, StateCapabilities
+from switchboard.errors import Conflict
+from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
 from switchboard.limits import check_expectation, check_limit, check_write
 from switchboard.providers.local.sqlite import Database
 
@@ -112,6 +113,23 @@ SQLITE_STATE_CAPABILITIES = StateCapabilities(
 )
 
 
+_REPLACE = (
+    "INSERT OR REPLACE INTO records (partition, key, value, version, expires) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+# An expired record counts as absent, so creating over it replaces it.
+_CREATE = (
+    "INSERT INTO records (partition, key, value, version, expires) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (partition, key) DO UPDATE SET value = excluded.value, "
+    "version = excluded.version, expires = excluded.expires "
+    "WHERE records.expires IS NOT NULL AND records.expires <= ?"
+)
+_UPDATE = (
+    "UPDATE records SET value = ?, version = ?, expires = ? WHERE partition = ? AND key = ? "
+    "AND version = ? AND (expires IS NULL OR expires > ?)"
+)
+
+
 class SqliteStateStore:
     """Records in the SQLite file; keys compare as UTF-8 bytes (SQLite's BINARY collation)."""
 
@@ -144,14 +162,17 @@ class SqliteStateStore:
         check_write(self.capabilities, key, value, ttl)
         version = uuid.uuid4().hex
         now = time.time()
+        row = (partition, key, bytes(value), version, now + ttl if ttl is not None else None)
 
+        # One statement each: the condition is checked by the write itself.
         def write(db: sqlite3.Connection) -> None:
-            check_expectation(self._version(db, partition, key, now), expect, partition, key)
-            db.execute(
-                "INSERT OR REPLACE INTO records (partition, key, value, version, expires) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (partition, key, bytes(value), version, now + ttl if ttl is not None else None),
-            )
+            if expect is ANY:
+                db.execute(_REPLACE, row)
+            elif expect is ABSENT:
+                if db.execute(_CREATE, (*row, now)).rowcount != 1:
+                    raise Conflict(f"{partition}/{key} already exists")
+            elif db.execute(_UPDATE, (*row[2:], partition, key, expect, now)).rowcount != 1:
+                raise Conflict(f"{partition}/{key} is not at version {expect}")
 
         self._db.write(write)
         return version
