@@ -113,16 +113,23 @@ class WorkflowDecorator(Protocol):
 class App:
     """A named collection of tasks and workflows; one deployment unit."""
 
-    def __init__(self, name: str, *, secret: str | bytes | None = None) -> None:
+    def __init__(
+        self, name: str, *, secret: str | bytes | None = None, retention: float | None = None
+    ) -> None:
         if not _NAME.match(name):
             raise ConfigError(
                 f"app name {name!r} must start with a letter and hold at most 40 letters, "
                 "digits, '-' or '_' (it names queues and tables)"
             )
+        if retention is not None and not retention > 0:
+            raise ConfigError(f"retention must be a positive number of seconds, got {retention}")
         self.name = name
         #: Signs task tokens. When unset, SWITCHBOARD_SECRET or a secret kept in the state
         #: store is used (see `switchboard.tokens`).
         self.secret = secret.encode() if isinstance(secret, str) else secret
+        #: Seconds a finished run's records are kept, then deleted by the state store's TTL
+        #: (None: kept for good). Needs a store with the TTL capability (aws, local).
+        self.retention = retention
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.workflows: dict[str, Workflow[Any, Any]] = {}
 

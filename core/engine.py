@@ -30,6 +30,8 @@ Guarantees, and where they come from:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import queue
@@ -65,7 +67,7 @@ from switchboard.history import (
     StepState,
 )
 from switchboard.index import RunIndex
-from switchboard.interfaces import ABSENT, Delivery, Executor, Queue, StateStore
+from switchboard.interfaces import ABSENT, Delivery, Executor, Queue, Record, StateStore
 from switchboard.retry import retrying
 from switchboard.tokens import Signer, TokenClaims
 
@@ -309,7 +311,10 @@ class RunDriver:
             else:
                 if not self.view.done:
                     self._run_workflow()
-                self._flush(settle=True)
+                self._flush(settle=False)
+                # Before the delivery settles, so a crash here expires the run on redelivery.
+                self._expire()
+                self._settle_held(ACK)
                 leftover = ACK  # the run is over: later messages for it have nothing to do
                 if self.engine.on_finished is not None:
                     self.engine.on_finished(self.view)
@@ -770,8 +775,31 @@ class RunDriver:
     def _update_index(self) -> None:
         status = self.view.live_status()
         if status != self._indexed_status:
-            retrying(lambda: self.engine.index.update(self.view))
+            ttl = self.engine.app.retention if self.view.done else None
+            retrying(lambda: self.engine.index.update(self.view, ttl=ttl))
             self._indexed_status = status
+
+    def _expire(self) -> None:
+        """With the app's `retention`, every record of the finished run gets that TTL: the
+        store deletes the run's history, claim checks and token markers after it."""
+        retention = self.engine.app.retention
+        if retention is None:
+            return
+        store, cursor = self.engine.store, None
+        while True:
+            page = retrying(functools.partial(store.scan, self.run_id, limit=100, cursor=cursor))
+            for record in page.records:
+                # A Conflict: it was rewritten meanwhile (by a redelivery doing the same).
+                with contextlib.suppress(Conflict):
+                    retrying(functools.partial(self._expire_record, record, retention))
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def _expire_record(self, record: Record, retention: float) -> None:
+        self.engine.store.put(
+            self.run_id, record.key, record.value, expect=record.version, ttl=retention
+        )
 
     # -- settling ------------------------------------------------------------------------------
 

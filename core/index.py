@@ -30,8 +30,9 @@ class RunIndex:
             },
         )
 
-    def update(self, view: RunView) -> None:
-        """Record the run's current status unless a later entry was already indexed."""
+    def update(self, view: RunView, *, ttl: float | None = None) -> None:
+        """Record the run's current status unless a later entry was already indexed
+        (with `ttl`, the record expires that many seconds from now)."""
         self._write(
             view.run_id,
             {
@@ -41,9 +42,10 @@ class RunIndex:
                 "updated": view.updated,
                 "n": view.next_n,
             },
+            ttl=ttl,
         )
 
-    def _write(self, run_id: str, value: dict[str, Any]) -> None:
+    def _write(self, run_id: str, value: dict[str, Any], *, ttl: float | None = None) -> None:
         while True:
             record = self._store.get(self.partition, run_id)
             if record is not None and json.loads(record.value).get("n", 0) > value["n"]:
@@ -54,6 +56,7 @@ class RunIndex:
                     run_id,
                     wire.dumps(value),
                     expect=record.version if record else ABSENT,
+                    ttl=ttl,
                 )
                 return
             except Conflict:

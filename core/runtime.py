@@ -83,6 +83,12 @@ class Runtime:
         max_inflight: int = 256,
         close_components: bool = True,
     ) -> None:
+        if app.retention is not None and not store.capabilities.ttl:
+            raise ConfigError(
+                f"app {app.name!r} sets retention, which needs a state store with the TTL "
+                f"capability; {type(store).__name__} has none: use the aws or local state "
+                "store, or drop retention"
+            )
         self.app = app
         #: False when the caller owns the broker and store (and closes them itself).
         self._close_components = close_components
