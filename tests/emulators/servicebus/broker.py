@@ -52,6 +52,7 @@ logging.getLogger("proton").addFilter(_PeerGoneFilter())
 
 TICK_SECONDS = 0.05  # how often lock expiry and scheduled messages are checked
 STOP_GRACE_SECONDS = 0.2
+#: Credit granted to a client's sending link, topped up once half of it is used.
 INCOMING_CREDIT = 100
 CBS_NODE = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
@@ -224,6 +225,17 @@ class ServiceBusHandler(Handler):
             receive_and_delete=link.is_sender and link.remote_snd_settle_mode == Link.SND_SETTLED,
         )
 
+    def on_link_flow(self, event: Event) -> None:
+        # AMQP 1.0, part 2, 2.6.7 "Flow Control": a receiver's flow frame grants credit (and
+        # with drain set asks the sender to use it up or give it back at once). Answer it
+        # now, as the service does, not at the next tick: the SDK's receive issues credit
+        # and then waits for messages, and its close waits for the drain echo.
+        link = event_link(event)
+        role: LinkRole | None = getattr(link, "role", None)
+        if link.is_sender and role is not None and role.kind is LinkKind.QUEUE:
+            assert role.queue is not None
+            self._dispatch(role.queue)
+
     def on_link_remote_close(self, event: Event) -> None:
         # Locks held by deliveries on this link stay until they expire, as in the service.
         event_link(event).close()
@@ -260,7 +272,7 @@ class ServiceBusHandler(Handler):
                 except Exception as error:  # noqa: BLE001
                     _LOG.exception("failed to handle a transfer to %s", role.node)
                     settle(delivery, Delivery.REJECTED, Condition(INTERNAL_ERROR, str(error)))
-                link.flow(1)
+                top_up_credit(link)
         elif delivery.updated and role.kind is LinkKind.QUEUE:
             # `settled` is the client's side: the SDK's "released" comes pre-settled.
             try:
@@ -421,6 +433,14 @@ class ServiceBusHandler(Handler):
             # Service Bus docs: "Receive and delete": the message is settled as it is sent.
             delivery.settle()
         return True
+
+
+def top_up_credit(link: Link) -> None:
+    """Restore a receiving link's credit once half of it is used. AMQP 1.0, part 2, 2.6.7
+    "Flow Control": the receiver sends a flow frame whenever it chooses to change the credit;
+    one per transfer would be a frame the client must read before each disposition."""
+    if link.credit <= INCOMING_CREDIT // 2:
+        link.flow(INCOMING_CREDIT - link.credit)
 
 
 def settle(delivery: Delivery, state: int, condition: Condition | None = None) -> None:
