@@ -15,14 +15,15 @@ the queue's lock duration (`lock_duration`, 30 s for queues this provider create
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.errors import (
     ConfigError,
@@ -71,11 +72,14 @@ PRIOR_ATTEMPTS = "switchboard-prior-attempts"
 DEAD_LETTER_REASON = "switchboard-dead-letter-reason"
 #: The reason Service Bus gives when MaxDeliveryCount is exceeded; used for ours too.
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
-#: A receive call is cut into polls this long so acks and lock renewals get their turn.
-_POLL_SECONDS = 0.5
+#: A receive call is cut into polls this long so acks and lock renewals get their turn: a
+#: settling thread waits for the poll in progress. The SDK reads its socket in steps of its
+#: `socket_timeout` (0.2 s over AMQP), so a shorter poll would not end any sooner.
+_POLL_SECONDS = 0.2
 #: The shortest poll: the SDK returns at once, without asking for messages, given 0.
 _MIN_POLL_SECONDS = 0.1
 _KEEPER_TICK = 0.1
+_LOG = logging.getLogger(__name__)
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9-]+")
 _MAX_ENTITY_NAME = 260
 
@@ -201,18 +205,25 @@ class ServiceBusBroker:
                 self._admin.update_queue(properties)
 
     def close(self) -> None:
+        """Close every queue opened here (see `ServiceBusQueue.close`), then the client once
+        their links are closed, on a background thread that the process waits for at exit."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             queues, self._queues = self._queues, []
-        # Closing a link waits for the service's answer: close the queues side by side.
-        closers = [threading.Thread(target=queue.close) for queue in queues]
-        for closer in closers:
-            closer.start()
-        for closer in closers:
-            closer.join()
-        self._client.close()
+        closers: list[threading.Thread] = []
+        for queue in queues:
+            queue.close()
+            closers.extend(queue.closers)
+        client = self._client
+
+        def close_client() -> None:
+            for closer in closers:
+                closer.join()
+            _close_quietly(client, "the Service Bus client")
+
+        threading.Thread(target=close_client, name="servicebus-close-client", daemon=False).start()
         if self._admin is not None:
             self._admin.close()
 
@@ -260,7 +271,9 @@ class ServiceBusQueue:
         self._receiver: ServiceBusReceiver | None = None
         #: Opened handlers, closed with the queue. Opening them up front (as a `with` block
         #: does) matters: a receive call would cap the link's opening at its own short wait.
-        self._handlers = ExitStack()
+        self._handlers: list[_Closable] = []
+        #: Threads closing this queue's handlers (and its dead-letter queue's) after `close`.
+        self.closers: list[threading.Thread] = []
         self._send_lock = threading.Lock()
         self._receive_lock = threading.RLock()
         #: Threads waiting for the receive lock; a polling `receive` steps aside for them
@@ -396,13 +409,16 @@ class ServiceBusQueue:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         lost: list[str] = []
-        for delivery in deliveries:
-            lease = self._lease_of(delivery)
-            try:
-                with self._settling(lease, "completing", delivery) as receiver:
-                    receiver.complete_message(lease.message)
-            except LeaseLost:
-                lost.append(delivery.id)
+        # One turn for the whole batch: a polling `receive` would otherwise slip in between
+        # two completions, and each would wait out a poll.
+        with self._turn():
+            for delivery in deliveries:
+                lease = self._lease_of(delivery)
+                try:
+                    with self._settling(lease, "completing", delivery) as receiver:
+                        receiver.complete_message(lease.message)
+                except LeaseLost:
+                    lost.append(delivery.id)
         if lost:
             raise LeaseLost(
                 f"the lease on {len(lost)} of {len(deliveries)} deliveries from {self.entity} "
@@ -477,6 +493,10 @@ class ServiceBusQueue:
             return self._dead_letters
 
     def close(self) -> None:
+        """Stop using the queue: later calls raise `ProviderError`, held leases are no longer
+        kept. Its links are closed on background threads (`closers`), which the process waits
+        for at exit: the SDK's close sends the detach and close frames at once, then waits up
+        to a second for its keep-alive thread to wake from its sleep."""
         with self._turn(), self._send_lock:
             if self._closed:
                 return
@@ -484,14 +504,22 @@ class ServiceBusQueue:
             self._stop.set()
             self._leases.clear()
             dead_letters, self._dead_letters = self._dead_letters, None
-            # Closing: the connection may already be gone.
-            with suppress(Exception):
-                self._handlers.close()
+            handlers, self._handlers = self._handlers, []
             self._receiver = self._sender = None
+        for handler in handlers:
+            closer = threading.Thread(
+                target=_close_quietly,
+                args=(handler, f"a link to {self.entity}"),
+                name=f"servicebus-close-{self.entity}",
+                daemon=False,  # not inherited from a daemon caller: the exit waits for it
+            )
+            closer.start()
+            self.closers.append(closer)
         if self._keeper is not None and self._keeper is not threading.current_thread():
             self._keeper.join(timeout=5)
         if dead_letters is not None:
             dead_letters.close()
+            self.closers.extend(dead_letters.closers)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -500,7 +528,8 @@ class ServiceBusQueue:
             raise ProviderError(f"the queue {self.entity} is closed")
         if self._sender is None:
             sender = self._client.get_queue_sender(queue_name=self.entity)
-            self._sender = self._handlers.enter_context(sender)
+            self._sender = sender.__enter__()
+            self._handlers.append(sender)
         return self._sender
 
     def _open_receiver(self) -> ServiceBusReceiver:
@@ -515,7 +544,8 @@ class ServiceBusQueue:
                 prefetch_count=0,
                 sub_queue=ServiceBusSubQueue.DEAD_LETTER if self._dead_letter_of else None,
             )
-            self._receiver = self._handlers.enter_context(receiver)
+            self._receiver = receiver.__enter__()
+            self._handlers.append(receiver)
         return self._receiver
 
     def _lease_of(self, delivery: Delivery) -> _Lease:
@@ -591,6 +621,18 @@ class ServiceBusQueue:
         patience = time.monotonic() + 1.0
         while self._waiting and time.monotonic() < patience:
             time.sleep(0.002)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close_quietly(handler: _Closable, what: str) -> None:
+    """Close an SDK object whose connection may already be gone."""
+    try:
+        handler.close()
+    except Exception:  # noqa: BLE001 - nothing is left to do with it
+        _LOG.debug("closing %s failed", what, exc_info=True)
 
 
 def entity_name(prefix: str, name: str) -> str:
