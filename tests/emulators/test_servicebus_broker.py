@@ -6,9 +6,11 @@ are created on first use) with a 1 s lock duration, so expiry tests stay fast.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +23,7 @@ from azure.servicebus import (
     ServiceBusMessage,
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
+    ServiceBusReceiver,
     ServiceBusSender,
     ServiceBusSubQueue,
 )
@@ -43,10 +46,22 @@ def broker() -> Iterator[Broker]:
     broker.stop()
 
 
-@pytest.fixture
+#: Receivers closing in the background (see `open_receiver`), joined before their client closes.
+CLOSING: list[threading.Thread] = []
+
+
+def join_closing() -> None:
+    while CLOSING:
+        CLOSING.pop().join()
+
+
+@pytest.fixture(scope="module")
 def client(broker: Broker) -> Iterator[ServiceBusClient]:
-    with ServiceBusClient.from_connection_string(broker.connection_string) as client:
-        yield client
+    """One client for the module: it only makes handlers, each with its own connection."""
+    client = ServiceBusClient.from_connection_string(broker.connection_string)
+    yield client
+    join_closing()
+    client.close()
 
 
 @pytest.fixture
@@ -63,6 +78,22 @@ def sender(client: ServiceBusClient, queue: str) -> ServiceBusSender:
     return client.get_queue_sender(queue, keep_alive=0)
 
 
+@contextmanager
+def open_receiver(
+    client: ServiceBusClient, queue: str, **options: object
+) -> Iterator[ServiceBusReceiver]:
+    """`with client.get_queue_receiver(queue, **options)`, but closed on a background thread:
+    after sending its detach and close frames, the SDK's close waits up to a second for the
+    receiver's keep-alive thread (a prefetch-0 receiver always has one) to end its sleep."""
+    opened = client.get_queue_receiver(queue, **options)  # type: ignore[arg-type]
+    try:
+        yield opened.__enter__()  # opens the link, as `with` does
+    finally:
+        closer = threading.Thread(target=opened.close, name=f"close-{queue}")
+        closer.start()
+        CLOSING.append(closer)
+
+
 def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> None:
     with sender(client, queue) as queue_sender:
         queue_sender.send_messages(list(messages))
@@ -71,7 +102,7 @@ def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> 
 def receive_one(
     client: ServiceBusClient, queue: str, *, wait: float = 5.0, **receiver_options: object
 ) -> ServiceBusReceivedMessage:
-    with client.get_queue_receiver(queue, **receiver_options) as receiver:  # type: ignore[arg-type]
+    with open_receiver(client, queue, **receiver_options) as receiver:
         messages = receiver.receive_messages(max_message_count=1, max_wait_time=wait)
     assert len(messages) == 1, f"expected one message on {queue}, got {messages}"
     return messages[0]
@@ -88,7 +119,7 @@ def test_send_keeps_body_message_id_and_application_properties(
         ),
     )
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         receiver.complete_message(message)
 
@@ -110,7 +141,7 @@ def test_batch_send_delivers_every_message_of_the_batch(
             )
         queue_sender.send_messages(batch)
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         messages = receiver.receive_messages(max_message_count=3, max_wait_time=5)
         for message in messages:
             receiver.complete_message(message)
@@ -127,7 +158,7 @@ def test_peek_lock_receive_carries_lock_token_and_broker_properties(
     before = datetime.now(UTC)
     send(client, queue, ServiceBusMessage("locked"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         received_at = datetime.now(UTC)
         annotations = message.raw_amqp_message.annotations
@@ -151,7 +182,7 @@ def test_receive_sends_no_more_messages_than_the_credit_given(
 ) -> None:
     send(client, queue, *(ServiceBusMessage(f"m{i}") for i in range(5)))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         first = receiver.receive_messages(max_message_count=2, max_wait_time=5)
         for message in first:
             receiver.complete_message(message)
@@ -166,7 +197,7 @@ def test_receive_sends_no_more_messages_than_the_credit_given(
 def test_receive_returns_nothing_after_max_wait_time_on_an_empty_queue(
     client: ServiceBusClient, queue: str
 ) -> None:
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         started = time.monotonic()
         messages = receiver.receive_messages(max_message_count=1, max_wait_time=1)
         waited = time.monotonic() - started
@@ -180,7 +211,7 @@ def test_complete_removes_the_message_and_is_confirmed_promptly(
 ) -> None:
     send(client, queue, ServiceBusMessage("done"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         started = time.monotonic()
         receiver.complete_message(message)  # waits for the broker's settled echo
@@ -197,7 +228,7 @@ def test_abandon_redelivers_with_delivery_count_plus_one(
 ) -> None:
     send(client, queue, ServiceBusMessage("again"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [first] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         first_token = first.lock_token  # the SDK forgets it once settled
         receiver.abandon_message(first)
@@ -214,12 +245,12 @@ def test_dead_letter_keeps_reason_and_description_on_the_dead_letter_queue(
     client: ServiceBusClient, queue: str
 ) -> None:
     send(client, queue, ServiceBusMessage("poison", message_id="p-1"))
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         receiver.dead_letter_message(message, reason="BadInput", error_description="no parse")
         assert receiver.receive_messages(max_message_count=1, max_wait_time=1) == []
 
-    with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+    with open_receiver(client, queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
         [dead] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         receiver.complete_message(dead)
 
@@ -236,11 +267,11 @@ def test_dead_letter_queue_is_a_readable_sub_queue_that_empties_on_complete(
     client: ServiceBusClient, queue: str
 ) -> None:
     send(client, queue, ServiceBusMessage("a"), ServiceBusMessage("b"))
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         for message in receiver.receive_messages(max_message_count=2, max_wait_time=5):
             receiver.dead_letter_message(message, reason="r")
 
-    with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+    with open_receiver(client, queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
         peeked = receiver.peek_messages(max_message_count=10)
         dead = receiver.receive_messages(max_message_count=2, max_wait_time=5)
         for message in dead:
@@ -258,7 +289,7 @@ def test_lock_expiry_redelivers_with_delivery_count_plus_one(
 ) -> None:
     send(client, queue, ServiceBusMessage("slow"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [first] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         # Not settled: after the lock duration the broker makes it available again.
         [second] = receiver.receive_messages(max_message_count=1, max_wait_time=LOCK_SECONDS + 3)
@@ -274,7 +305,7 @@ def test_complete_after_lock_expiry_raises_message_lock_lost(
 ) -> None:
     send(client, queue, ServiceBusMessage("late"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         time.sleep(LOCK_SECONDS + 0.3)
         with pytest.raises(MessageLockLostError):
@@ -292,7 +323,7 @@ def test_renew_lock_extends_the_lock_past_its_first_expiry(
 ) -> None:
     send(client, queue, ServiceBusMessage("long job"))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         first_expiry = message.locked_until_utc
         assert first_expiry is not None
@@ -315,7 +346,7 @@ def test_scheduled_message_stays_hidden_until_its_time(
         when = datetime.now(UTC) + timedelta(seconds=2)
         [sequence_number] = queue_sender.schedule_messages(ServiceBusMessage("later"), when)
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         early = receiver.receive_messages(max_message_count=1, max_wait_time=0.5)
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         received_at = datetime.now(UTC)
@@ -337,7 +368,7 @@ def test_cancelled_scheduled_message_is_never_delivered(
         )
         queue_sender.cancel_scheduled_messages(numbers[0])
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         messages = receiver.receive_messages(max_message_count=2, max_wait_time=2.5)
         for message in messages:
             receiver.complete_message(message)
@@ -350,7 +381,7 @@ def test_peek_browses_in_sequence_order_without_locking(
 ) -> None:
     send(client, queue, *(ServiceBusMessage(f"m{i}") for i in range(3)))
 
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         peeked = receiver.peek_messages(max_message_count=2)
         from_second = receiver.peek_messages(max_message_count=10, sequence_number=2)
         received = receiver.receive_messages(max_message_count=3, max_wait_time=5)
@@ -371,7 +402,7 @@ def test_max_delivery_count_moves_the_message_to_the_dead_letter_queue(
     send(client, queue, ServiceBusMessage("poison"))
 
     counts = []
-    with client.get_queue_receiver(queue) as receiver:
+    with open_receiver(client, queue) as receiver:
         for _ in range(3):
             [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
             counts.append(message.delivery_count)
@@ -393,8 +424,8 @@ def test_receive_and_delete_removes_messages_as_they_are_received(
 ) -> None:
     send(client, queue, ServiceBusMessage("once"))
 
-    with client.get_queue_receiver(
-        queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+    with open_receiver(
+        client, queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
     ) as receiver:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         # Past the lock duration: nothing was locked, so nothing comes back.
@@ -423,10 +454,11 @@ def test_broker_runs_as_a_process_with_command_line_defaults() -> None:
     try:
         with ServiceBusClient.from_connection_string(connection_string) as client:
             send(client, "jobs", ServiceBusMessage("from a process"))
-            with client.get_queue_receiver("jobs") as receiver:
+            with open_receiver(client, "jobs") as receiver:
                 [message] = receiver.receive_messages(max_message_count=1, max_wait_time=5)
                 receiver.abandon_message(message)  # max delivery count 1: dead-lettered
             dead = receive_one(client, "jobs", sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+            join_closing()  # before this client and the broker process go
     finally:
         server.stop()
 
