@@ -12,10 +12,10 @@ HTTP: the `azure.http` executor POSTs to `AzureHandlers.task_app` served by wsgi
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,27 +88,23 @@ class FunctionsHost:
     """Plays the Functions host for Service Bus triggers: peek-lock receive, call the
     function, complete on return, abandon on an exception."""
 
-    def __init__(self, connection_string: str) -> None:
-        from azure.servicebus import ServiceBusClient
-
-        self._stack = ExitStack()
-        self.client = self._stack.enter_context(
-            ServiceBusClient.from_connection_string(connection_string)
-        )
+    def __init__(self, client: Any, closing: list[threading.Thread]) -> None:
+        self.client = client
+        self._closing = closing
         self._receivers: dict[str, Any] = {}
         self.raised: list[BaseException] = []
 
     def receiver(self, queue_name: str) -> Any:
         if queue_name not in self._receivers:
-            self._receivers[queue_name] = self._stack.enter_context(
-                self.client.get_queue_receiver(queue_name, prefetch_count=0)
-            )
+            receiver = self.client.get_queue_receiver(queue_name, prefetch_count=0)
+            self._receivers[queue_name] = receiver.__enter__()  # opens the link
         return self._receivers[queue_name]
 
     def send(self, queue_name: str, body: bytes) -> None:
         from azure.servicebus import ServiceBusMessage
 
-        with self.client.get_queue_sender(queue_name) as sender:
+        # keep_alive=0: no keep-alive thread, whose 1 s sleep the sender's close waits out.
+        with self.client.get_queue_sender(queue_name, keep_alive=0) as sender:
             sender.send_messages(ServiceBusMessage(body, message_id=uuid.uuid4().hex))
 
     def trigger(
@@ -132,12 +128,33 @@ class FunctionsHost:
         return len(received)
 
     def close(self) -> None:
-        self._stack.close()
+        """Close the receivers on background threads, which `host_client` joins: after its
+        detach and close frames, the SDK's close waits up to a second for the receiver's
+        keep-alive thread (a prefetch-0 receiver always has one) to end its sleep."""
+        for receiver in self._receivers.values():
+            closer = threading.Thread(target=receiver.close, name="close-host-receiver")
+            closer.start()
+            self._closing.append(closer)
+        self._receivers.clear()
+
+
+@pytest.fixture(scope="module")
+def host_client(servicebus: Any) -> Iterator[tuple[Any, list[threading.Thread]]]:
+    """The hosts' client (it only makes handlers, each with its own connection), and the
+    threads closing their receivers, joined before it closes."""
+    from azure.servicebus import ServiceBusClient
+
+    client = ServiceBusClient.from_connection_string(servicebus.connection_string)
+    closing: list[threading.Thread] = []
+    yield client, closing
+    for closer in closing:
+        closer.join()
+    client.close()
 
 
 @pytest.fixture
-def host(servicebus: Any) -> Iterator[FunctionsHost]:
-    functions_host = FunctionsHost(servicebus.connection_string)
+def host(host_client: tuple[Any, list[threading.Thread]]) -> Iterator[FunctionsHost]:
+    functions_host = FunctionsHost(*host_client)
     yield functions_host
     functions_host.close()
 
