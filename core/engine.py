@@ -311,9 +311,11 @@ class RunDriver:
             else:
                 if not self.view.done:
                     self._run_workflow()
-                self._flush(settle=False)
-                # Before the delivery settles, so a crash here expires the run on redelivery.
+                # The index says the run ended only once its records carry their TTL, and
+                # the delivery settles after both: a crash in between redoes them.
+                self._flush(settle=False, index=False)
                 self._expire()
+                self._update_index()
                 self._settle_held(ACK)
                 leftover = ACK  # the run is over: later messages for it have nothing to do
                 if self.engine.on_finished is not None:
@@ -664,15 +666,17 @@ class RunDriver:
 
     # -- committing ----------------------------------------------------------------------------
 
-    def _flush(self, *, settle: bool) -> None:
-        """Commit pending events as one history entry, then dispatch, then settle."""
+    def _flush(self, *, settle: bool, index: bool = True) -> None:
+        """Commit pending events as one history entry, then dispatch, update the index
+        (unless told not to), then settle."""
         if self._pending:
             self._commit()
         if self._redispatch:
             self._redispatch = False
             self._redispatch_open_steps()
         self._dispatch()
-        self._update_index()
+        if index:
+            self._update_index()
         if settle:
             self._settle_held(ACK)
 
