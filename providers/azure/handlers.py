@@ -194,17 +194,21 @@ class AzureHandlers:
         app: App,
         *,
         executor: str | None = None,
+        inline_tasks: bool = True,
         timeout: float = 270.0,
         concurrency: int = 8,
         **settings: Any,
     ) -> None:
         """`settings` configure the azure provider as `sb.connect(app, "azure", ...)` does (the
         environment fills the rest); `executor` is chosen as there (default: the tasks
-        queue). `timeout` bounds one invocation's work: keep it below the function app's
-        `functionTimeout` (5 minutes by default on the Consumption plan) and the trigger's
-        `maxAutoLockRenewalDuration`."""
+        queue). With `inline_tasks` (the default) a lone awaited task runs in the
+        invocations function itself, during the first half of the invocation's time, rather
+        than through the executor. `timeout` bounds one invocation's work: keep it below the
+        function app's `functionTimeout` (5 minutes by default on the Consumption plan) and
+        the trigger's `maxAutoLockRenewalDuration`."""
         self._app = app
         self._executor = executor
+        self._inline_tasks = inline_tasks
         self._settings = settings
         self.timeout = timeout
         self._concurrency = concurrency
@@ -226,6 +230,7 @@ class AzureHandlers:
                     "azure",
                     executor=self._executor,
                     workers=0,
+                    inline_tasks=self._inline_tasks,
                     settings=self._settings or None,
                 )
             return self._runtime
