@@ -97,7 +97,7 @@ class Database:
         #: Notified, with `generation` increased, whenever messages become visible.
         self.changed = threading.Condition()
         self.generation = 0
-        self._writers = threading.Condition()
+        self._writers = threading.Lock()
         self._pending: list[_Unit[Any]] = []
         self._leading = False
         self._connection = sqlite3.connect(
@@ -126,18 +126,26 @@ class Database:
         unit = _Unit(work)
         with self._writers:
             self._pending.append(unit)
-            while not unit.finished and self._leading:
-                self._writers.wait()
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            # Woken once: committed by a leader, or made the next leader by one.
+            unit.wake.wait()
             if unit.finished:
                 return unit.outcome()
-            self._leading = True
+        with self._writers:
             batch, self._pending = self._pending, []
         try:
             self._commit(batch)
         finally:
+            for done in batch:
+                done.wake.set()
             with self._writers:
-                self._leading = False
-                self._writers.notify_all()
+                # Hand over to the oldest waiter, if any: only it and the committed wake.
+                if self._pending:
+                    self._pending[0].wake.set()
+                else:
+                    self._leading = False
         return unit.outcome()
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
@@ -252,11 +260,12 @@ def _transient(exc: Exception) -> TransientProviderError:
 class _Unit(Generic[T]):
     """One writer's work in a group commit, and what became of it."""
 
-    __slots__ = ("error", "finished", "result", "work")
+    __slots__ = ("error", "finished", "result", "wake", "work")
 
     def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
         self.work = work
         self.finished = False
+        self.wake = threading.Event()
         self.result: T | None = None
         self.error: Exception | None = None
 
