@@ -27,6 +27,9 @@ class QueueExecutor:
         self.queue.close()
 
 
+#: The channels every runtime opens for an app: results and starts to the engine...
+INVOCATIONS_CHANNEL = "invocations"
+#: ...and, with the `QueueExecutor`, task invocations to the workers.
 TASKS_CHANNEL = "tasks"
 
 

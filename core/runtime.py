@@ -20,7 +20,7 @@ from switchboard.app import App
 from switchboard.engine import Engine
 from switchboard.errors import ConfigError
 from switchboard.execution import TaskRunner
-from switchboard.executors import QueueExecutor, queue_executor
+from switchboard.executors import INVOCATIONS_CHANNEL, QueueExecutor, queue_executor
 from switchboard.history import RunView
 from switchboard.index import RunIndex
 from switchboard.interfaces import (
@@ -40,7 +40,6 @@ from switchboard.worker import Consumer, TaskPool
 if TYPE_CHECKING:
     from switchboard.client import Client
 
-INVOCATIONS_CHANNEL = "invocations"
 
 T = TypeVar("T")
 

@@ -19,10 +19,9 @@ from switchboard.app import App
 from switchboard.cli import load_app, load_settings
 from switchboard.config import build_config
 from switchboard.errors import ConfigError
-from switchboard.executors import TASKS_CHANNEL
+from switchboard.executors import INVOCATIONS_CHANNEL, TASKS_CHANNEL
 from switchboard.providers.aws.config import AwsConfig
 from switchboard.providers.aws.queue import SQS_MAX_BYTES, SQS_RETENTION, native_name
-from switchboard.runtime import INVOCATIONS_CHANNEL
 
 #: The functions' longest run, in seconds (Parameter `Timeout` is capped to it), and the
 #: queues' visibility timeout: six times that, as Lambda's SQS guide advises.
