@@ -27,7 +27,7 @@ from switchboard_conformance import (
     StateStoreConformance,
     WorkflowConformance,
 )
-from tests.providers.azure.wsgi import LocalServer
+from tests.emulators.wsgi import LocalServer
 
 
 class TestTablesStateConformance(StateStoreConformance):
@@ -115,7 +115,7 @@ class _ServedHttpExecutor(HttpExecutor):
     `TaskRunner`, as the app's HTTP-triggered function (`AzureHandlers.task`) would."""
 
     def __init__(self, config: AzureConfig, host: ExecutorHost) -> None:
-        self.server = LocalServer(task_endpoint(host.run_task, FUNCTION_KEY))
+        self.server = LocalServer(task_endpoint(host.run_task, FUNCTION_KEY), path="/api/tasks")
         super().__init__(dataclasses.replace(config, task_url=self.server.url), host)
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from switchboard.providers.azure.handlers import (
     trigger_delivery,
 )
 from switchboard.providers.azure.queue import PRIOR_ATTEMPTS
-from tests.providers.azure.wsgi import LocalServer
+from tests.emulators.wsgi import LocalServer
 
 KEY = "test-function-key"
 
@@ -284,7 +284,7 @@ def test_a_copy_past_max_attempts_is_dead_lettered_not_run(
 def test_http_executor_runs_tasks_through_the_task_endpoint(settings: dict[str, Any]) -> None:
     app = _app("http")
     handlers = AzureHandlers(app, function_key=KEY, **settings)
-    server = LocalServer(handlers.task_app)
+    server = LocalServer(handlers.task_app, path="/api/tasks")
     try:
         with sb.connect(
             app,
@@ -307,7 +307,10 @@ def test_the_task_endpoint_checks_the_function_key(settings: dict[str, Any]) -> 
     app = _app("key")
     handlers = AzureHandlers(app, function_key=KEY, **settings)
     keyless = AzureHandlers(app, **settings)
-    server, open_server = LocalServer(handlers.task_app), LocalServer(keyless.task_app)
+    server, open_server = (
+        LocalServer(handlers.task_app, path="/api/tasks"),
+        LocalServer(keyless.task_app, path="/api/tasks"),
+    )
     try:
         host = ExecutorHost(app.name, lambda body: None, lambda name: None, 1)  # type: ignore[arg-type,return-value]
 
@@ -341,7 +344,7 @@ def test_http_executor_classifies_answers(status: int, transient: bool) -> None:
         start_response(f"{status} Whatever", [("Content-Type", "application/json")])
         return [b'{"error": "nope"}']
 
-    server = LocalServer(answer)
+    server = LocalServer(answer, path="/api/tasks")
     host = ExecutorHost("a", lambda body: None, lambda name: None, 1)  # type: ignore[arg-type,return-value]
     executor = HttpExecutor(AzureConfig(task_url=server.url, function_key=KEY), host)
     try:
@@ -354,7 +357,7 @@ def test_http_executor_classifies_answers(status: int, transient: bool) -> None:
 
 
 def test_http_executor_connection_errors_are_transient() -> None:
-    server = LocalServer(lambda environ, start_response: [])
+    server = LocalServer(lambda environ, start_response: [], path="/api/tasks")
     url = server.url
     server.stop()  # nothing listens there any more
     host = ExecutorHost("a", lambda body: None, lambda name: None, 1)  # type: ignore[arg-type,return-value]

@@ -28,7 +28,7 @@ from switchboard_conformance import (
     StateStoreConformance,
     WorkflowConformance,
 )
-from tests.providers.gcp.http import LocalServer
+from tests.emulators.wsgi import LocalServer
 
 
 class GcpComponents:

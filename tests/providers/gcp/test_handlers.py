@@ -36,7 +36,7 @@ from switchboard.providers.gcp.handlers import (
     RetryDelivery,
 )
 from switchboard.providers.gcp.queue import PubSubBroker
-from tests.providers.gcp.http import LocalServer
+from tests.emulators.wsgi import LocalServer
 
 RUN_TIMEOUT = 60.0
 

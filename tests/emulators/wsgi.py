@@ -1,4 +1,4 @@
-"""A threaded WSGI server on 127.0.0.1 (wsgiref) for the tests' task endpoints."""
+"""A threaded WSGI server on 127.0.0.1 (wsgiref) for the tests' task and push endpoints."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class LocalServer:
-    """Serves `app` on a free port of 127.0.0.1 from a thread until `stop()`."""
+    """Serves `app` on a free port of 127.0.0.1 from a thread until `stop()`; `url` ends in
+    `path` (an Azure Functions route is `/api/NAME`)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, path: str = "/") -> None:
         self._server = make_server(
             "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
         )
-        self.url = f"http://127.0.0.1:{self._server.server_port}/api/tasks"
+        self.url = f"http://127.0.0.1:{self._server.server_port}{path}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
