@@ -9,14 +9,17 @@ are dead-lettered here with their reason, so they never fail a batch forever.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
+from typing import Any
 
+from switchboard.app import App
 from switchboard.engine import Settlement
 from switchboard.errors import ProviderError
 from switchboard.interfaces import Delivery, Queue
-from switchboard.runtime import Runtime
+from switchboard.runtime import Runtime, build_runtime
 from switchboard.worker import TaskPool
 
 log = logging.getLogger("switchboard.serverless")
@@ -69,3 +72,59 @@ class BatchProcessor:
             elif settlement.action == "release":
                 failed.append(delivery)
         return failed
+
+
+class ServerlessRuntime:
+    """What a serverless entry point keeps while its process is warm: the app's runtime on
+    one provider (no consumers; a lone awaited task inline unless `inline_tasks=False`),
+    built on first use, and its `BatchProcessor`. Every cloud's handlers hold one."""
+
+    def __init__(
+        self,
+        app: App,
+        provider: str,
+        *,
+        executor: str | None = None,
+        inline_tasks: bool = True,
+        concurrency: int = 8,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.app = app
+        self.provider = provider
+        self._executor = executor
+        self._inline_tasks = inline_tasks
+        self._concurrency = concurrency
+        self.settings: dict[str, Any] = dict(settings or {})
+        self._runtime: Runtime | None = None
+        self._processor: BatchProcessor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The process's runtime, built on first use."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = build_runtime(
+                    self.app,
+                    self.provider,
+                    executor=self._executor,
+                    workers=0,
+                    inline_tasks=self._inline_tasks,
+                    settings=self.settings or None,
+                )
+            return self._runtime
+
+    @property
+    def processor(self) -> BatchProcessor:
+        runtime = self.runtime
+        with self._lock:
+            if self._processor is None:
+                self._processor = BatchProcessor(runtime, concurrency=self._concurrency)
+            return self._processor
+
+    def close(self) -> None:
+        """Close the runtime, if it was built; the next use builds a new one."""
+        with self._lock:
+            runtime, self._runtime, self._processor = self._runtime, None, None
+        if runtime is not None:
+            runtime.close()

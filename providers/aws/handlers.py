@@ -36,8 +36,8 @@ from switchboard.errors import MalformedMessage, SerializationError
 from switchboard.executors import QueueExecutor
 from switchboard.interfaces import Delivery
 from switchboard.providers.aws.queue import SqsQueue
-from switchboard.runtime import Runtime, build_runtime
-from switchboard.serverless import BatchProcessor
+from switchboard.runtime import Runtime
+from switchboard.serverless import ServerlessRuntime
 
 log = logging.getLogger("switchboard.aws")
 
@@ -49,21 +49,9 @@ _DEFAULT_SECONDS = 60.0
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 
 
-class _Built:
-    """What one container keeps between invocations: the runtime and its queues by name."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.processor = BatchProcessor(runtime)
-        queues = [runtime.invocations]
-        if isinstance(runtime.executor, QueueExecutor):
-            queues.append(runtime.executor.queue)
-        self.queues = {_native_name(q): q for q in queues if isinstance(q, SqsQueue)}
-
-
 # One runtime per app and settings in this process (a Lambda container), however often
 # `lambda_handler` is called.
-_BUILT: dict[tuple[int, str | None, bool, tuple[tuple[str, str], ...]], _Built] = {}
+_BUILT: dict[tuple[int, str | None, bool, tuple[tuple[str, str], ...]], ServerlessRuntime] = {}
 _BUILD_LOCK = threading.Lock()
 
 
@@ -87,24 +75,22 @@ def lambda_handler(
         tuple(sorted((name, _identity(v)) for name, v in settings.items())),
     )
 
-    def built() -> _Built:
-        with _BUILD_LOCK:
-            if key not in _BUILT:
-                runtime = build_runtime(
-                    app,
-                    "aws",
-                    executor=chosen,
-                    workers=0,
-                    inline_tasks=inline_tasks,
-                    settings=settings or None,
-                )
-                _BUILT[key] = _Built(runtime)
-            return _BUILT[key]
+    with _BUILD_LOCK:
+        serverless = _BUILT.setdefault(
+            key,
+            ServerlessRuntime(
+                app, "aws", executor=chosen, inline_tasks=inline_tasks, settings=settings
+            ),
+        )
 
     def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        state = built()
+        runtime = serverless.runtime
         if "Records" not in event:
-            return _run_task(state.runtime, event)
+            return _run_task(runtime, event)
+        queues = [runtime.invocations]
+        if isinstance(runtime.executor, QueueExecutor):
+            queues.append(runtime.executor.queue)
+        by_name = {_native_name(q): q for q in queues if isinstance(q, SqsQueue)}
         remaining = context.get_remaining_time_in_millis() / 1000 if context else _DEFAULT_SECONDS
         deadline = time.monotonic() + max(1.0, remaining - SAFETY_MARGIN)
         groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -113,13 +99,15 @@ def lambda_handler(
             groups.setdefault(name, []).append(record)
         failures: list[dict[str, str]] = []
         for name, records in groups.items():
-            source = state.queues.get(name)
+            source = by_name.get(name)
             if source is None:  # not one of this app's queues: never ours to settle
                 log.error("records from %r, which is no queue of app %r", name, app.name)
                 failures += [{"itemIdentifier": str(r["messageId"])} for r in records]
                 continue
             deliveries = [delivery_from_record(record) for record in records]
-            failed = {id(d) for d in state.processor.process(source, deliveries, deadline=deadline)}
+            failed = {
+                id(d) for d in serverless.processor.process(source, deliveries, deadline=deadline)
+            }
             failures += [
                 {"itemIdentifier": str(record["messageId"])}
                 for record, delivery in zip(records, deliveries, strict=True)

@@ -83,8 +83,8 @@ from switchboard.plugins import registry
 from switchboard.providers.azure.config import AzureConfig
 from switchboard.providers.azure.executor import FUNCTION_KEY_HEADER
 from switchboard.providers.azure.queue import MAX_DELIVERY_REASON, PRIOR_ATTEMPTS, ServiceBusQueue
-from switchboard.runtime import Runtime, build_runtime
-from switchboard.serverless import BatchProcessor
+from switchboard.runtime import Runtime
+from switchboard.serverless import BatchProcessor, ServerlessRuntime
 
 log = logging.getLogger("switchboard.azure")
 
@@ -207,41 +207,36 @@ class AzureHandlers:
         function app's `functionTimeout` (5 minutes by default on the Consumption plan) and
         the trigger's `maxAutoLockRenewalDuration`."""
         self._app = app
-        self._executor = executor
-        self._inline_tasks = inline_tasks
-        self._settings = settings
         self.timeout = timeout
-        self._concurrency = concurrency
-        self._runtime: Runtime | None = None
-        self._processor: BatchProcessor | None = None
+        self._serverless = ServerlessRuntime(
+            app,
+            "azure",
+            executor=executor,
+            inline_tasks=inline_tasks,
+            concurrency=concurrency,
+            settings=settings,
+        )
         self._sources: dict[str, TriggerQueue] = {}
+        #: The configured function key, read with the settings on first use (None: none).
         self._function_key: str | None = None
+        self._key_read = False
         self._lock = threading.Lock()
 
     @property
     def runtime(self) -> Runtime:
         """The process's runtime, built on first use."""
-        with self._lock:
-            if self._runtime is None:
-                config: AzureConfig = registry.config("azure", dict(self._settings))
-                self._function_key = config.function_key
-                self._runtime = build_runtime(
-                    self._app,
-                    "azure",
-                    executor=self._executor,
-                    workers=0,
-                    inline_tasks=self._inline_tasks,
-                    settings=self._settings or None,
-                )
-            return self._runtime
+        return self._serverless.runtime
 
     @property
     def processor(self) -> BatchProcessor:
-        runtime = self.runtime
+        return self._serverless.processor
+
+    def _configured_key(self) -> str | None:
         with self._lock:
-            if self._processor is None:
-                self._processor = BatchProcessor(runtime, concurrency=self._concurrency)
-            return self._processor
+            if not self._key_read:
+                config: AzureConfig = registry.config("azure", self._serverless.settings)
+                self._function_key, self._key_read = config.function_key, True
+            return self._function_key
 
     def queue_names(self) -> dict[str, str]:
         """The Service Bus queues to bind triggers to, by channel: the invocations queue, and
@@ -254,13 +249,10 @@ class AzureHandlers:
 
     def close(self) -> None:
         with self._lock:
-            runtime, self._runtime = self._runtime, None
             sources, self._sources = list(self._sources.values()), {}
-            self._processor = None
         for source in sources:
             source.close()
-        if runtime is not None:
-            runtime.close()
+        self._serverless.close()
 
     # -- the Service Bus trigger ---------------------------------------------------------------
 
@@ -301,7 +293,8 @@ class AzureHandlers:
     def task(self, body: bytes, headers: Mapping[str, str] | None = None) -> int:
         """Run one `task.invoke` POSTed by the `azure.http` executor; returns the status."""
         runtime = self.runtime
-        if self._function_key and not key_matches(headers, self._function_key):
+        key = self._configured_key()
+        if key and not key_matches(headers, key):
             log.error("refusing a task request: missing or wrong %s", FUNCTION_KEY_HEADER)
             return HTTPStatus.UNAUTHORIZED
         return run_task_request(runtime.task_runner.run, body)
@@ -312,8 +305,7 @@ class AzureHandlers:
         """`task` as a WSGI application; refuses everything while no function key is set."""
 
         def respond(body: bytes, headers: Mapping[str, str]) -> int:
-            self.runtime  # noqa: B018 - resolves the configured key
-            if not self._function_key:
+            if not self._configured_key():
                 log.error("refusing a task request: no function_key is configured")
                 return HTTPStatus.UNAUTHORIZED
             return self.task(body, headers)

@@ -47,7 +47,6 @@ import base64
 import binascii
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
@@ -62,8 +61,8 @@ from switchboard.errors import (
     TransientProviderError,
 )
 from switchboard.executors import TASKS_CHANNEL
-from switchboard.runtime import Runtime, build_runtime
-from switchboard.serverless import BatchProcessor
+from switchboard.runtime import Runtime
+from switchboard.serverless import BatchProcessor, ServerlessRuntime
 
 log = logging.getLogger("switchboard.gcp")
 
@@ -109,43 +108,27 @@ class GcpHandlers:
         than through the executor. `timeout` bounds one request's work: keep it below the
         push subscription's ack deadline (at most 600 s) or the function's timeout."""
         self._app = app
-        self._executor = executor
-        self._inline_tasks = inline_tasks
-        self._settings = settings
         self.timeout = timeout
-        self._concurrency = concurrency
-        self._runtime: Runtime | None = None
-        self._processor: BatchProcessor | None = None
-        self._lock = threading.Lock()
+        self._serverless = ServerlessRuntime(
+            app,
+            "gcp",
+            executor=executor,
+            inline_tasks=inline_tasks,
+            concurrency=concurrency,
+            settings=settings,
+        )
 
     @property
     def runtime(self) -> Runtime:
         """The process's runtime, built on first use."""
-        with self._lock:
-            if self._runtime is None:
-                self._runtime = build_runtime(
-                    self._app,
-                    "gcp",
-                    executor=self._executor,
-                    workers=0,
-                    inline_tasks=self._inline_tasks,
-                    settings=self._settings or None,
-                )
-            return self._runtime
+        return self._serverless.runtime
 
     @property
     def processor(self) -> BatchProcessor:
-        runtime = self.runtime
-        with self._lock:
-            if self._processor is None:
-                self._processor = BatchProcessor(runtime, concurrency=self._concurrency)
-            return self._processor
+        return self._serverless.processor
 
     def close(self) -> None:
-        with self._lock:
-            runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            runtime.close()
+        self._serverless.close()
 
     # -- Pub/Sub push ------------------------------------------------------------------------
 
