@@ -48,11 +48,10 @@ from typing import Any
 import boto3
 
 import switchboard as sb
+from bench.workloads import RESULT_PREFIX, app, chain, fan_out
 from switchboard.client import Client
 from tests.emulators.lambda_sqs import deliver_batch
 from tests.emulators.moto import FAKE_ENV, MotoServer
-
-RESULT_PREFIX = "BENCH_RESULT "
 
 SQS_PER_MILLION = 0.40
 WRITE_UNIT_PER_MILLION = 0.625
@@ -65,27 +64,6 @@ TARGET_PER_MILLION = 2.50
 SQS_CHUNK = 64 * 1024
 WRITE_UNIT = 1024
 READ_UNIT = 4096
-
-app = sb.App("cost")
-
-
-@app.task
-def inc(x: int) -> int:
-    return x + 1
-
-
-@app.workflow
-def chain(ctx: sb.Context, n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = inc(x)
-    return x
-
-
-@app.workflow
-def fan_out(ctx: sb.Context, n: int) -> int:
-    return sum(ctx.parallel(*(ctx.call(inc, i) for i in range(n))))
-
 
 # -- counting -------------------------------------------------------------------------------
 
