@@ -43,9 +43,9 @@ class GcpConfig:
         env=("SWITCHBOARD_GCP_COLLECTION",),
         help="top-level Firestore collection holding one document per partition",
     )
-    create_resources: bool = setting(
+    create: bool = setting(
         True,
-        env=("SWITCHBOARD_GCP_CREATE_RESOURCES",),
+        env=("SWITCHBOARD_GCP_CREATE",),
         help="create missing topics and subscriptions on first use (needs pubsub.editor)",
     )
     task_url: str | None = setting(

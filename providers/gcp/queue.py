@@ -556,7 +556,7 @@ class PubSubBroker:
     # -- internals --------------------------------------------------------------------------
 
     def _open(self, name: str, max_attempts: int) -> PubSubQueue:
-        if self._config.create_resources:
+        if self._config.create:
             self.ensure(name, max_attempts=max_attempts)
         layout = self._layout(name)
         dead = PubSubQueue(self, f"{name}-dlq", _MAX_NATIVE_ATTEMPTS, layout, dead=None)

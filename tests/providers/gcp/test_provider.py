@@ -48,7 +48,7 @@ def test_config_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
         build_config(GcpConfig, {}, provider="gcp")
     monkeypatch.setenv("GCLOUD_PROJECT", "from-env")
     config = build_config(GcpConfig, {}, provider="gcp")
-    assert (config.project, config.prefix, config.create_resources) == (
+    assert (config.project, config.prefix, config.create) == (
         "from-env",
         "switchboard",
         True,

@@ -338,12 +338,12 @@ def test_queue_names_are_checked_and_max_attempts_bounded(broker: PubSubBroker) 
         broker.queue("fine", max_attempts=101)
 
 
-def test_a_missing_channel_without_create_resources_is_not_found(
+def test_a_missing_channel_without_create_is_not_found(
     gcp_config: GcpConfig,
 ) -> None:
     from dataclasses import replace
 
-    broker = PubSubBroker(replace(gcp_config, create_resources=False))
+    broker = PubSubBroker(replace(gcp_config, create=False))
     try:
         queue = broker.queue(f"q-{uuid.uuid4().hex[:12]}")
         with pytest.raises(NotFound):
