@@ -742,6 +742,15 @@ def main(argv: Sequence[str] | None = None) -> Report:
         writes=[],
         profiles=[],
     )
+    peer_envs: dict[str, envs.PeerEnv] = {}
+    for system in systems:
+        peer = PEER_SYSTEMS.get(system)
+        if peer is not None:
+            peer_envs[system] = envs.ensure(peer)
+            report.versions[f"{LABELS[system]} interpreter"] = peer_envs[system].interpreter
+    # Installing the peers leaves the disk busy writing back; every system's durable writes
+    # should meet an idle disk.
+    os.sync()
     bare_us, commit_us = sqlite_commit_cost(workdir)
     report.commit_us = commit_us
     report.machine["one SQLite WAL commit, synchronous=FULL, fresh file (median of 300)"] = (
@@ -750,12 +759,6 @@ def main(argv: Sequence[str] | None = None) -> Report:
     report.machine["one put of Switchboard's SQLite store (WAL preallocated; median of 300)"] = (
         f"{commit_us:.0f} us"
     )
-    peer_envs: dict[str, envs.PeerEnv] = {}
-    for system in systems:
-        peer = PEER_SYSTEMS.get(system)
-        if peer is not None:
-            peer_envs[system] = envs.ensure(peer)
-            report.versions[f"{LABELS[system]} interpreter"] = peer_envs[system].interpreter
     print(f"measuring {', '.join(LABELS[s] for s in systems)}; {reps} repetition(s)", flush=True)
     report.series = measure(
         systems, workloads(args.smoke), reps, workdir, peer_envs, report.versions

@@ -72,32 +72,46 @@ class Client:
             "input": json.loads(data),
         }
         entry = {"v": wire.VERSION, "n": 0, "at": now, "consumed": [], "events": [created]}
-        start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id)
+        runtime = self.runtime
+        # The start message carries the run's first entry when it fits: the entry, the
+        # index record and the message are then written at once (one round trip), and an
+        # engine that gets the message before the entry lands creates the same entry.
+        start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id, entry=entry)
+        body = wire.dumps(start)
+        carries_entry = len(body) <= runtime.invocations.capabilities.max_message_bytes
+        if not carries_entry:
+            start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id)
+        created_entry = runtime.in_background(lambda: self._create(run_id, entry))
+        indexed = runtime.in_background(
+            lambda: retrying(lambda: runtime.index.create(run_id, name, now))
+        )
+        if not carries_entry:
+            created_entry.result()  # the engine needs the run before its start message
+        runtime.report(start)
+        indexed.result()
+        existing = created_entry.result()
+        if existing is not None:
+            first = existing["events"][0]
+            if (first.get("workflow"), first.get("input")) != (name, created["input"]):
+                raise Conflict(f"run id {run_id!r} is already used by another run")
+        return run_id
+
+    def _create(self, run_id: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the run's entry 0; None if written, else the entry already there (a retry
+        after an ambiguous failure finds its own, the engine may have written the same)."""
+        runtime = self.runtime
         try:
-            # A retry after an ambiguous failure finds its own entry: the Conflict below.
             retrying(
-                lambda: self.runtime.blobs.put_record(
+                lambda: runtime.blobs.put_record(
                     run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
                 )
             )
+            return None
         except Conflict:
-            existing = retrying(
-                lambda: next(history.read_entries(self.runtime.blobs, self.runtime.store, run_id))
+            existing: dict[str, Any] = retrying(
+                lambda: next(history.read_entries(runtime.blobs, runtime.store, run_id))
             )
-            first = existing["events"][0]
-            if (first.get("workflow"), first.get("input")) != (name, created["input"]):
-                raise Conflict(f"run id {run_id!r} is already used by another run") from None
-            self.runtime.report(start)
-            return run_id
-        # The run exists once its first entry does; its index record and its start message
-        # only need each other's company, so they are written at once (one round trip, and
-        # one commit where the store batches writers).
-        indexed = self.runtime.in_background(
-            lambda: retrying(lambda: self.runtime.index.create(run_id, name, now))
-        )
-        self.runtime.report(start)
-        indexed.result()
-        return run_id
+            return existing
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
         """Wait for the run to finish and return its status.

@@ -197,11 +197,14 @@ class Engine:
         )
 
     def _route(self, run_id: str, inbound: _Inbound) -> None:
+        first_entry = None
+        if inbound.message is not None and inbound.message.kind == wire.RUN_START:
+            first_entry = inbound.message.get("entry")
         with self._lock:
             driver = self._drivers.get(run_id)
             fresh = driver is None
             if driver is None:
-                driver = self._drivers[run_id] = RunDriver(self, run_id)
+                driver = self._drivers[run_id] = RunDriver(self, run_id, first_entry=first_entry)
             driver.inbox.put(inbound)
         if fresh:
             driver.start()
@@ -259,9 +262,18 @@ def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: bytes) 
 class RunDriver:
     """One live run: its view of the history and the thread its workflow runs on."""
 
-    def __init__(self, engine: Engine, run_id: str, *, redispatch: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: str,
+        *,
+        redispatch: bool = False,
+        first_entry: dict[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.run_id = run_id
+        #: Entry 0 carried by the start message that woke the driver (see `_create`).
+        self._first_entry = first_entry
         self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
         self.view = RunView(run_id)
         self.ctx: Context | None = None
@@ -295,6 +307,8 @@ class RunDriver:
             self.view = retrying(
                 lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
             )
+            if not self.view.exists and self._first_entry is not None:
+                self._create()
             # The index may lag the history (a crash between the two writes): compare
             # against what it really says, so the next flush repairs it.
             indexed = retrying(lambda: self.engine.index.get(self.run_id))
@@ -330,6 +344,20 @@ class RunDriver:
                 self._settle_all(leftover)
                 if self.engine._retire(self):
                     break
+
+    def _create(self) -> None:
+        """The start message came before the run's first entry, which the client writes at
+        the same time: write the same entry (whichever lands first, the run exists once)."""
+        entry = wire.dumps(self._first_entry, what="a history entry")
+        with contextlib.suppress(Conflict):
+            retrying(
+                lambda: self.engine.blobs.put_record(
+                    self.run_id, history.entry_key(0), entry, expect=ABSENT
+                )
+            )
+        self.view = retrying(
+            lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
+        )
 
     def _run_workflow(self) -> None:
         workflow = self.engine.app.get_workflow(self.view.workflow)

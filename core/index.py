@@ -4,6 +4,7 @@ and cheap polling. The history is the truth; the index follows it and may lag a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -19,16 +20,17 @@ class RunIndex:
         self.partition = f"runs.{app_name}"
 
     def create(self, run_id: str, workflow: str, created: float) -> None:
-        self._write(
-            run_id,
-            {
-                "workflow": workflow,
-                "status": "pending",
-                "created": created,
-                "updated": created,
-                "n": 1,
-            },
-        )
+        """Index a new run as pending, unless it is indexed already (by an engine that got
+        to it first, or as an existing run started again)."""
+        value = {
+            "workflow": workflow,
+            "status": "pending",
+            "created": created,
+            "updated": created,
+            "n": 1,
+        }
+        with contextlib.suppress(Conflict):
+            self._store.put(self.partition, run_id, wire.dumps(value), expect=ABSENT)
 
     def update(self, view: RunView, *, ttl: float | None = None) -> None:
         """Record the run's current status unless a later entry was already indexed

@@ -173,8 +173,28 @@ def _validate(data: dict[str, Any]) -> Message:
         raise MalformedMessage(f"task.result outcome must be one of {OUTCOMES}")
     if kind == TIMER_FIRED and data["purpose"] not in PURPOSES:
         raise MalformedMessage(f"timer.fired purpose must be one of {PURPOSES}")
+    if kind == RUN_START and "entry" in data:
+        _check_first_entry(data["entry"], data["app"])
     fields = {k: v for k, v in data.items() if k not in _COMMON and k != "v"}
     return Message(kind, data["id"], data["app"], data["run"], fields)
+
+
+def _check_first_entry(entry: Any, app: str) -> None:
+    """A `run.start` may carry the run's history entry 0 (see `Client.start`)."""
+    events = entry.get("events") if isinstance(entry, dict) else None
+    first = events[0] if isinstance(events, list) and len(events) == 1 else None
+    if (
+        not isinstance(first, dict)
+        or entry.get("n") != 0
+        or first.get("e") != "run.created"
+        or first.get("app") != app
+        or not isinstance(first.get("workflow"), str)
+        or not isinstance(first.get("input"), dict)
+    ):
+        raise MalformedMessage(
+            "run.start field 'entry' must be the run's first history entry (n 0, one "
+            "run.created event of the message's app)"
+        )
 
 
 def encode(message: dict[str, Any], limit: int, blobs: Blobs) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import switchboard as sb
+from switchboard import wire
 from switchboard.errors import SerializationError, UnknownName
 
 Open = Callable[..., sb.Client]
@@ -317,6 +318,41 @@ def test_idempotent_start_by_run_id(run_app: Open) -> None:
         client.start("run", x=2, run_id="order-1")
     assert client.wait("order-1", timeout=30).output == 1
     assert len([r for r in client.list() if r.run_id == "order-1"]) == 1
+
+
+def test_a_start_message_ahead_of_its_run_creates_the_run(run_app: Open) -> None:
+    """`start` writes the first entry and sends the message at once; an engine that gets
+    the message first creates the run from the entry the message carries."""
+    app = sb.App("ahead")
+
+    @app.workflow
+    def run(ctx: sb.Context, x: int) -> int:
+        return x * 2
+
+    client = run_app(app)
+    entry = {
+        "v": 1,
+        "n": 0,
+        "at": time.time(),
+        "consumed": [],
+        "events": [
+            {
+                "e": "run.created",
+                "app": "ahead",
+                "workflow": "run",
+                "input": {"args": [], "kwargs": {"x": 21}},
+            }
+        ],
+    }
+    # Only the message: no entry, no index record written by a client.
+    client.runtime.report(wire.envelope(wire.RUN_START, app="ahead", run="r-ahead", entry=entry))
+    deadline = time.monotonic() + 30
+    while not [r for r in client.list() if r.run_id == "r-ahead"]:
+        assert time.monotonic() < deadline, "the engine never created the run"
+        time.sleep(0.02)
+    assert client.wait("r-ahead", timeout=30).output == 42
+    history = [e.type for e in client.history("r-ahead")]
+    assert history.count("run.created") == 1 and history[-1] == "run.completed"
 
 
 def test_bad_input_is_refused_clearly(run_app: Open) -> None:
