@@ -56,7 +56,9 @@ class Client:
         """Start a run of `workflow` with the given input and return its run id.
 
         Starting again with the same `run_id` and the same input is harmless (the run is
-        started once); the same id with different input raises `Conflict`.
+        started once); the same id with different input raises `Conflict`. If `start`
+        raises otherwise (the provider failing), the run may have started all the same:
+        give a `run_id` to retry safely.
         """
         name = workflow if isinstance(workflow, str) else workflow.name
         self.app.get_workflow(name)
