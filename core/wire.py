@@ -16,12 +16,12 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard import ids
 from switchboard.errors import Conflict, MalformedMessage, SerializationError
 from switchboard.interfaces import ABSENT, Record, StateStore
 from switchboard.retry import retrying
@@ -60,7 +60,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 def new_id() -> str:
     """A 26-character id that sorts by creation time (48-bit milliseconds, 80 random bits)."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (int(time.time() * 1000) << 80) | ids.random_bits(80)
     chars = []
     for _ in range(26):
         value, index = divmod(value, 32)

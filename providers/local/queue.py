@@ -11,11 +11,11 @@ import itertools
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from switchboard import ids
 from switchboard.errors import LeaseLost, UnsupportedOperation
 from switchboard.interfaces import Delivery, Queue, QueueCapabilities
 from switchboard.limits import check_request, check_send
@@ -63,7 +63,7 @@ class MemoryQueue:
         check_send(self, bodies, delay)
         with self._cond:
             for body in bodies:
-                self._add(_Message(uuid.uuid4().hex, bytes(body)), delay)
+                self._add(_Message(ids.hex_id(), bytes(body)), delay)
             self._cond.notify_all()
 
     def receive(
@@ -230,7 +230,7 @@ class SqliteQueue:
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         check_send(self, bodies, delay)
-        rows = [(self.name, uuid.uuid4().hex, bytes(body), time.time() + delay) for body in bodies]
+        rows = [(self.name, ids.hex_id(), bytes(body), time.time() + delay) for body in bodies]
 
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(
@@ -279,7 +279,7 @@ class SqliteQueue:
                 if attempt >= self.max_attempts and self._dead is not None:
                     self._move_to_dead(db, message_id, f"delivered {attempt} times")
                     continue
-                token = uuid.uuid4().hex
+                token = ids.hex_id()
                 db.execute(
                     "UPDATE messages SET attempt = attempt + 1, visible_at = ?, lease = ?, "
                     "owner = ? WHERE channel = ? AND id = ?",

@@ -7,9 +7,9 @@ import itertools
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
+from switchboard import ids
 from switchboard.errors import Conflict
 from switchboard.interfaces import ABSENT, ANY, Expect, Page, Record, StateCapabilities
 from switchboard.limits import check_expectation, check_limit, check_write
@@ -160,7 +160,7 @@ class SqliteStateStore:
         ttl: float | None = None,
     ) -> str:
         check_write(self.capabilities, key, value, ttl)
-        version = uuid.uuid4().hex
+        version = ids.hex_id()
         now = time.time()
         row = (partition, key, bytes(value), version, now + ttl if ttl is not None else None)
 

@@ -1,0 +1,98 @@
+"""The SQLite file's group commit: what one writer's error does to the others in its batch."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from switchboard.errors import Conflict, TransientProviderError
+from switchboard.providers.local.sqlite import Database
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database.acquire(str(tmp_path / "g.db"), "full")
+    db.write(lambda c: c.execute("CREATE TABLE t (k TEXT PRIMARY KEY)").rowcount)
+    yield db
+    db.release()
+
+
+def insert(key: str) -> Callable[[sqlite3.Connection], int]:
+    return lambda c: c.execute("INSERT INTO t (k) VALUES (?)", (key,)).rowcount
+
+
+def rows(database: Database) -> list[str]:
+    return [str(row[0]) for row in database.read("SELECT k FROM t ORDER BY k", ())]
+
+
+def one_batch(database: Database, works: list[Callable[[sqlite3.Connection], int]]) -> list[object]:
+    """Run `works` as one batch: a first writer leads while the others queue behind it."""
+    outcomes: list[object] = [None] * (len(works) + 1)
+
+    def writer(index: int, work: Callable[[sqlite3.Connection], int]) -> None:
+        try:
+            outcomes[index] = database.write(work)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[index] = exc
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=writer, args=(len(works), insert("lead")))]
+    with database.lock:  # the leader waits here, holding a batch of its own write only
+        threads[0].start()
+        until(lambda: database._leading and not database._pending, "no leader took a batch")
+        for index, work in enumerate(works):
+            threads.append(threading.Thread(target=writer, args=(index, work)))
+            threads[-1].start()
+        until(lambda: len(database._pending) == len(works), "the writers did not queue up")
+    for thread in threads:
+        thread.join(5)
+    assert outcomes[-1] == 1, "the leader's own write"
+    return outcomes[:-1]
+
+
+def test_an_error_raised_before_any_change_reaches_its_writer_alone(database: Database) -> None:
+    def refuses(c: sqlite3.Connection) -> int:
+        raise Conflict("refused")
+
+    outcomes = one_batch(database, [insert("a"), refuses, insert("b")])
+    assert outcomes[0] == 1 and outcomes[2] == 1, outcomes
+    assert isinstance(outcomes[1], Conflict), outcomes
+    assert rows(database) == ["a", "b", "lead"], "the rest of the batch must commit"
+
+
+def test_an_sqlite_error_fails_the_whole_batch_and_commits_none_of_it(
+    database: Database,
+) -> None:
+    outcomes = one_batch(
+        database,
+        [insert("a"), lambda c: c.execute("INSERT INTO missing VALUES (1)").rowcount, insert("b")],
+    )
+    assert all(isinstance(outcome, TransientProviderError) for outcome in outcomes), outcomes
+    assert rows(database) == ["lead"], "no write of the failed batch may commit"
+
+
+def test_a_batch_commits_every_writer_in_one_transaction(database: Database) -> None:
+    commits = 0
+    transaction = database._transaction
+
+    def counting() -> AbstractContextManager[sqlite3.Connection]:
+        nonlocal commits
+        commits += 1
+        return transaction()
+
+    database._transaction = counting  # type: ignore[method-assign]
+    outcomes = one_batch(database, [insert(f"k{i}") for i in range(5)])
+    assert outcomes == [1] * 5
+    assert commits == 2, "the leader's own write, then one transaction for the five queued"
+    assert rows(database) == [*(f"k{i}" for i in range(5)), "lead"]
