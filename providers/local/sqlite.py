@@ -94,7 +94,7 @@ class Database:
                 f"{', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
             )
         self.path = path
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         #: Notified, with `generation` increased, whenever messages become visible.
         self.changed = threading.Condition()
@@ -163,7 +163,7 @@ class Database:
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         try:
-            with self.lock, self._transaction() as db:
+            with self._transaction() as db:
                 for unit in batch:
                     try:
                         unit.result = unit.work(db)
@@ -172,7 +172,11 @@ class Database:
                     except Exception as exc:  # noqa: BLE001 - raised before any change
                         unit.error = exc
         except Exception as exc:  # noqa: BLE001 - the batch did not commit: all of it failed
-            failed = _transient(exc)
+            failed = (
+                exc
+                if isinstance(exc, TransientProviderError)
+                else TransientProviderError(f"SQLite commit failed: {exc}")
+            )
             for unit in batch:
                 unit.result, unit.error = None, failed
         finally:
@@ -191,7 +195,9 @@ class Database:
             try:
                 yield self._connection
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                # Some errors (a full disk, I/O) end the transaction themselves.
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
                 raise
             self._connection.execute("COMMIT")
 
@@ -237,12 +243,6 @@ class Database:
                     (time.time(), owner),
                 )
                 db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
-
-
-def _transient(exc: Exception) -> TransientProviderError:
-    if isinstance(exc, TransientProviderError):
-        return exc
-    return TransientProviderError(f"SQLite commit failed: {exc}")
 
 
 class _Unit(Generic[T]):
