@@ -78,18 +78,19 @@ class Client:
         # The start message carries the run's first entry when it fits: the entry, the
         # index record and the message are then written at once (one round trip), and an
         # engine that gets the message before the entry lands creates the same entry.
-        start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id, entry=entry)
-        body = wire.dumps(start)
-        carries_entry = len(body) <= runtime.invocations.capabilities.max_message_bytes
+        limit = runtime.invocations.capabilities.max_message_bytes
+        body = wire.dumps(wire.envelope(wire.RUN_START, app=self.app.name, run=run_id, entry=entry))
+        carries_entry = len(body) <= limit
         if not carries_entry:
             start = wire.envelope(wire.RUN_START, app=self.app.name, run=run_id)
+            body = wire.encode(start, limit, runtime.blobs)
         created_entry = runtime.in_background(lambda: self._create(run_id, entry))
         indexed = runtime.in_background(
             lambda: retrying(lambda: runtime.index.create(run_id, name, now))
         )
         if not carries_entry:
             created_entry.result()  # the engine needs the run before its start message
-        runtime.report(start)
+        runtime.report_encoded(body)
         indexed.result()
         existing = created_entry.result()
         if existing is not None:

@@ -168,7 +168,11 @@ class Runtime:
 
     def report(self, message: dict[str, Any]) -> None:
         """Send a message to the invocations queue (claim check when it is too large)."""
-        body = wire.encode(message, self.invocations.capabilities.max_message_bytes, self.blobs)
+        limit = self.invocations.capabilities.max_message_bytes
+        self.report_encoded(wire.encode(message, limit, self.blobs))
+
+    def report_encoded(self, body: bytes) -> None:
+        """Send a message already encoded within the invocations queue's size limit."""
         self._outbox.send(body)
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
