@@ -14,6 +14,10 @@ of the local thread executor does (the step's `timeout`, when set, then fails it
 and connection errors are retried with backoff; when they persist, or on any other 4xx,
 the attempt is reported failed on the invocations queue, so the task's retries (or
 `TaskFailed` in the workflow) take over instead of the run waiting forever.
+
+The function's side of the same protocol is here too: `run_task_request` answers one
+POSTed invocation with the status the executor expects (200 done, 400 malformed, 503
+retry), and `serve_post` turns such a handler into a WSGI application.
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from typing import Any
 
 from switchboard import wire
-from switchboard.errors import ConfigError, ProviderError, TransientProviderError, describe
+from switchboard.errors import (
+    ConfigError,
+    MalformedMessage,
+    ProviderError,
+    TransientProviderError,
+    describe,
+)
 from switchboard.execution import Invocation, Outcome, failure, result_message
 from switchboard.executors import INVOCATIONS_CHANNEL
 from switchboard.interfaces import ExecutorCapabilities, ExecutorHost, Queue
@@ -38,6 +50,9 @@ log = logging.getLogger("switchboard.http")
 ATTEMPTS = 6
 _FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 10.0
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[Mapping[str, Any], StartResponse], Iterable[bytes]]
 
 
 class HttpTaskExecutor:
@@ -168,3 +183,58 @@ def _text(data: bytes) -> str:
     except ValueError:
         return text[:500]
     return str(parsed.get("error", parsed) if isinstance(parsed, dict) else parsed)[:500]
+
+
+# -- the function's side ---------------------------------------------------------------------
+
+
+def run_task_request(run_task: Callable[[bytes], None], body: bytes) -> int:
+    """Run a POSTed `task.invoke` with `run_task` (a `TaskRunner.run`); the HTTP status:
+    200 once the outcome is reported, 400 for a malformed invocation (no retry can help),
+    503 when the outcome could not be reported (the executor retries)."""
+    try:
+        run_task(body)
+    except MalformedMessage as exc:
+        log.error("refusing a task request: %s", exc)
+        return HTTPStatus.BAD_REQUEST
+    except ProviderError as exc:
+        log.warning("task outcome could not be reported (%s); asking for a retry", exc)
+        return HTTPStatus.SERVICE_UNAVAILABLE
+    return HTTPStatus.OK
+
+
+def serve_post(
+    environ: Mapping[str, Any],
+    start_response: StartResponse,
+    handle: Callable[[bytes, Mapping[str, str]], int],
+) -> Iterable[bytes]:
+    """Answer one WSGI request: a POST's body and headers (names in lower case) go to
+    `handle`, whose HTTP status is the answer; any other method is 405, and an exception
+    in `handle` is logged and answered 500, so the caller retries."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        status = HTTPStatus.METHOD_NOT_ALLOWED
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        try:
+            status = HTTPStatus(handle(body, _request_headers(environ)))
+        except Exception:  # a bug or an outage: answer, and let the caller retry
+            log.exception("request failed")
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+    text = f"{status.value} {status.phrase}"
+    start_response(text, [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
+    return [text.encode()]
+
+
+def _request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers = {
+        key[5:].replace("_", "-").lower(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = str(environ["CONTENT_TYPE"])
+    return headers

@@ -72,12 +72,11 @@ from typing import Any, Protocol, runtime_checkable
 from switchboard.app import App
 from switchboard.errors import (
     ConfigError,
-    MalformedMessage,
-    ProviderError,
     TransientProviderError,
     UnsupportedOperation,
 )
 from switchboard.executors import QueueExecutor
+from switchboard.http_executor import StartResponse, WsgiApp, run_task_request, serve_post
 from switchboard.interfaces import Delivery, Queue, QueueCapabilities
 from switchboard.plugins import registry
 from switchboard.providers.azure.config import AzureConfig
@@ -92,9 +91,6 @@ log = logging.getLogger("switchboard.azure")
 DEAD_LETTER_CHANNEL_SUFFIX = "-dead-letters"
 #: Kept free at the end of an invocation's time for returning.
 _MARGIN = 1.0
-
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-WsgiApp = Callable[[Mapping[str, Any], StartResponse], Iterable[bytes]]
 
 
 @runtime_checkable
@@ -310,7 +306,7 @@ class AzureHandlers:
                 return HTTPStatus.UNAUTHORIZED
             return self.task(body, headers)
 
-        return _serve(environ, start_response, respond)
+        return serve_post(environ, start_response, respond)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -377,19 +373,6 @@ def key_matches(headers: Mapping[str, str] | None, key: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 
 
-def run_task_request(run_task: Callable[[bytes], None], body: bytes) -> int:
-    """Run a POSTed `task.invoke` with `run_task` (a `TaskRunner.run`); the HTTP status."""
-    try:
-        run_task(body)
-    except MalformedMessage as exc:
-        log.error("refusing a task request: %s", exc)
-        return HTTPStatus.BAD_REQUEST
-    except ProviderError as exc:
-        log.warning("task outcome could not be reported (%s); asking for a retry", exc)
-        return HTTPStatus.SERVICE_UNAVAILABLE
-    return HTTPStatus.OK
-
-
 def task_endpoint(run_task: Callable[[bytes], None], function_key: str) -> WsgiApp:
     """A WSGI app running invocations POSTed with `function_key` in `x-functions-key` by
     `run_task`, e.g. `ExecutorHost.run_task`."""
@@ -402,7 +385,7 @@ def task_endpoint(run_task: Callable[[bytes], None], function_key: str) -> WsgiA
         return run_task_request(run_task, body)
 
     def app(environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return _serve(environ, start_response, respond)
+        return serve_post(environ, start_response, respond)
 
     return app
 
@@ -429,37 +412,3 @@ def _prior_attempts(properties: Any) -> int:
         return max(int(value), 0) if value is not None else 0
     except (TypeError, ValueError):
         return 0
-
-
-def _request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    headers = {
-        key[5:].replace("_", "-").lower(): str(value)
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = str(environ["CONTENT_TYPE"])
-    return headers
-
-
-def _serve(
-    environ: Mapping[str, Any],
-    start_response: StartResponse,
-    handle: Callable[[bytes, Mapping[str, str]], int],
-) -> Iterable[bytes]:
-    if environ.get("REQUEST_METHOD") != "POST":
-        status = HTTPStatus.METHOD_NOT_ALLOWED
-    else:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        try:
-            status = HTTPStatus(handle(body, _request_headers(environ)))
-        except Exception:  # a bug or an outage: answer, and let the caller retry
-            log.exception("request failed")
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-    text = f"{status.value} {status.phrase}"
-    start_response(text, [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
-    return [text.encode()]

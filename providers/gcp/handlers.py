@@ -55,12 +55,12 @@ from typing import Any
 from switchboard.app import App
 from switchboard.errors import (
     ConfigError,
-    MalformedMessage,
     ProviderError,
     SwitchboardError,
     TransientProviderError,
 )
 from switchboard.executors import TASKS_CHANNEL
+from switchboard.http_executor import StartResponse, WsgiApp, run_task_request, serve_post
 from switchboard.runtime import Runtime
 from switchboard.serverless import BatchProcessor, ServerlessRuntime
 
@@ -75,9 +75,6 @@ ACK, RETRY, BAD_REQUEST = (
 )
 #: Kept free at the end of a request's time for answering.
 _MARGIN = 1.0
-
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-WsgiApp = Callable[[Mapping[str, Any], StartResponse], Iterable[bytes]]
 
 
 class RetryDelivery(TransientProviderError):
@@ -165,7 +162,7 @@ class GcpHandlers:
                 return BAD_REQUEST
             return self.push(request)
 
-        return _serve(environ, start_response, respond)
+        return serve_post(environ, start_response, lambda body, _headers: respond(body))
 
     # -- CloudEvent functions ----------------------------------------------------------------
 
@@ -200,21 +197,13 @@ class GcpHandlers:
 
     def task(self, body: bytes) -> int:
         """Run one `task.invoke` POSTed by the `gcp.http` executor; returns the status."""
-        try:
-            self.runtime.task_runner.run(body)
-        except MalformedMessage as exc:
-            log.error("refusing a task request: %s", exc)
-            return BAD_REQUEST
-        except ProviderError as exc:
-            log.warning("task outcome could not be reported (%s); asking for a retry", exc)
-            return RETRY
-        return HTTPStatus.OK
+        return run_task_request(self.runtime.task_runner.run, body)
 
     def task_app(
         self, environ: Mapping[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         """`task` as a WSGI application."""
-        return _serve(environ, start_response, self.task)
+        return serve_post(environ, start_response, lambda body, _headers: self.task(body))
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -259,24 +248,13 @@ class GcpHandlers:
         return not failed
 
 
-def run_task_request(run_task: Callable[[bytes], None], body: bytes) -> int:
-    """Run a POSTed `task.invoke` with `run_task` (a `TaskRunner.run`); the HTTP status."""
-    try:
-        run_task(body)
-    except MalformedMessage as exc:
-        log.error("refusing a task request: %s", exc)
-        return BAD_REQUEST
-    except ProviderError as exc:
-        log.warning("task outcome could not be reported (%s); asking for a retry", exc)
-        return RETRY
-    return HTTPStatus.OK
-
-
 def task_endpoint(run_task: Callable[[bytes], None]) -> WsgiApp:
     """A WSGI app running POSTed invocations with `run_task`, e.g. `ExecutorHost.run_task`."""
 
     def app(environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return _serve(environ, start_response, lambda body: run_task_request(run_task, body))
+        return serve_post(
+            environ, start_response, lambda body, _headers: run_task_request(run_task, body)
+        )
 
     return app
 
@@ -306,24 +284,3 @@ def _event_attribute(event: Any, name: str) -> Any:
         return event[name]
     except (KeyError, TypeError):
         return getattr(event, name, None)
-
-
-def _serve(
-    environ: Mapping[str, Any], start_response: StartResponse, handle: Callable[[bytes], int]
-) -> Iterable[bytes]:
-    if environ.get("REQUEST_METHOD") != "POST":
-        status = HTTPStatus.METHOD_NOT_ALLOWED
-    else:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        try:
-            status = HTTPStatus(handle(body))
-        except Exception:  # a bug or an outage: answer, and let Pub/Sub or the caller retry
-            log.exception("request failed")
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-    text = f"{status.value} {status.phrase}"
-    start_response(text, [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
-    return [text.encode()]
