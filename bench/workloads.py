@@ -159,12 +159,14 @@ class WriteCounter:
                 break
 
     def _counting(
-        self, transaction: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]
-    ) -> Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]:
-        def counting_transaction() -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        self, transaction: Callable[..., contextlib.AbstractContextManager[sqlite3.Connection]]
+    ) -> Callable[..., contextlib.AbstractContextManager[sqlite3.Connection]]:
+        def counting_transaction(
+            *args: Any, **kwargs: Any
+        ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
             if self.commits is not None:
                 self.commits += 1
-            return transaction()
+            return transaction(*args, **kwargs)
 
         return counting_transaction
 

@@ -287,7 +287,11 @@ class RunDriver:
         self._timers: list[dict[str, Any]] = []
         self._next_seq = 0
         self._taken: set[int] = set()
-        self._indexed_status = ""
+        #: The status the run index holds for this run, and that record's version, as
+        #: this driver last wrote them. Unknown (None) until its first write: the index may
+        #: lag the history (a crash between the two writes), and that write repairs it.
+        self._indexed_status: str | None = None
+        self._index_version: str | None = None
         self._cancelled = False
         self._nondeterminism: NonDeterminismError | None = None
 
@@ -309,10 +313,6 @@ class RunDriver:
             )
             if not self.view.exists and self._first_entry is not None:
                 self._create()
-            # The index may lag the history (a crash between the two writes): compare
-            # against what it really says, so the next flush repairs it.
-            indexed = retrying(lambda: self.engine.index.get(self.run_id))
-            self._indexed_status = indexed["status"] if indexed else ""
             if not self.view.exists:
                 leftover = Settlement("dead", reason=f"no run with id {self.run_id!r}")
             elif self.view.workflow not in self.engine.app.workflows:
@@ -808,7 +808,9 @@ class RunDriver:
         status = self.view.live_status()
         if status != self._indexed_status:
             ttl = self.engine.app.retention if self.view.done else None
-            retrying(lambda: self.engine.index.update(self.view, ttl=ttl))
+            self._index_version = retrying(
+                lambda: self.engine.index.update(self.view, ttl=ttl, version=self._index_version)
+            )
             self._indexed_status = status
 
     def _expire(self) -> None:

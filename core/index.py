@@ -32,35 +32,43 @@ class RunIndex:
         with contextlib.suppress(Conflict):
             self._store.put(self.partition, run_id, wire.dumps(value), expect=ABSENT)
 
-    def update(self, view: RunView, *, ttl: float | None = None) -> None:
+    def update(
+        self, view: RunView, *, ttl: float | None = None, version: str | None = None
+    ) -> str | None:
         """Record the run's current status unless a later entry was already indexed
-        (with `ttl`, the record expires that many seconds from now)."""
-        self._write(
-            view.run_id,
-            {
-                "workflow": view.workflow,
-                "status": view.live_status(),
-                "created": view.created,
-                "updated": view.updated,
-                "n": view.next_n,
-            },
-            ttl=ttl,
-        )
+        (with `ttl`, the record expires that many seconds from now). Returns the record's
+        new version, or None when it was left alone.
 
-    def _write(self, run_id: str, value: dict[str, Any], *, ttl: float | None = None) -> None:
+        `version` is the record's version as the caller last wrote it: the write then
+        goes straight to a conditional put, and reads the record only if it moved since.
+        """
+        value = {
+            "workflow": view.workflow,
+            "status": view.live_status(),
+            "created": view.created,
+            "updated": view.updated,
+            "n": view.next_n,
+        }
+        if version is not None:
+            with contextlib.suppress(Conflict):
+                return self._store.put(
+                    self.partition, view.run_id, wire.dumps(value), expect=version, ttl=ttl
+                )
+        return self._write(view.run_id, value, ttl=ttl)
+
+    def _write(self, run_id: str, value: dict[str, Any], *, ttl: float | None = None) -> str | None:
         while True:
             record = self._store.get(self.partition, run_id)
             if record is not None and json.loads(record.value).get("n", 0) > value["n"]:
-                return
+                return None
             try:
-                self._store.put(
+                return self._store.put(
                     self.partition,
                     run_id,
                     wire.dumps(value),
                     expect=record.version if record else ABSENT,
                     ttl=ttl,
                 )
-                return
             except Conflict:
                 continue
 

@@ -225,6 +225,7 @@ class SqliteQueue:
         self.name = name
         self.max_attempts = max_attempts
         self._dead = dead
+        self._signal = database.signal(name)
         # Other processes write the same file: poll for their messages this often.
         self._poll = 0.05
 
@@ -238,24 +239,25 @@ class SqliteQueue:
             )
 
         self._db.write(insert)
-        self._db.notify()
+        self._signal.notify()
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
     ) -> list[Delivery]:
         check_request(self, count=max_messages, lease=lease)
         deadline = time.monotonic() + wait
-        changed = self._db.changed
+        signal = self._signal
+        changed = signal.changed
         while True:
             with changed:
-                seen = self._db.generation
+                seen = signal.generation
             taken = self._take(max_messages, lease)
             remaining = deadline - time.monotonic()
             if taken or remaining <= 0:
                 return taken
             with changed:
                 # A send since `seen` may have come after the look: look again at once.
-                if self._db.generation == seen:
+                if signal.generation == seen:
                     changed.wait(min(remaining, self._poll))
 
     def _take(self, max_messages: int, lease: float) -> list[Delivery]:
@@ -303,7 +305,7 @@ class SqliteQueue:
         self._update_lease(
             delivery, "visible_at = ?, lease = NULL, owner = NULL", time.time() + delay
         )
-        self._db.notify()
+        self._signal.notify()
 
     def extend(self, delivery: Delivery, lease: float) -> None:
         check_request(self, lease=lease)
@@ -332,6 +334,8 @@ class SqliteQueue:
             self._move_to_dead(db, delivery.id, reason)
 
         self._db.write(move)
+        if self._dead is not None:
+            self._db.signal(self._dead).notify()
 
     def _move_to_dead(self, db: sqlite3.Connection, message_id: str, reason: str) -> None:
         if self._dead is None:

@@ -8,7 +8,9 @@ groups); other processes use the same file through SQLite's own locking.
 
 from __future__ import annotations
 
+import functools
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -51,6 +53,9 @@ CREATE TABLE IF NOT EXISTS wal_filler (filler BLOB);
 #: WAL is given this size, plus some, when the file is opened.
 _CHECKPOINT_PAGES = 1000
 
+#: Batches one leader commits in a row before handing the lead over.
+_LEAD_ROUNDS = 8
+
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 T = TypeVar("T")
@@ -80,8 +85,7 @@ class Database:
                 self._open[self.path] = (database, count - 1)
                 return
             del self._open[self.path]
-        with self._read_lock:
-            self._reader.close()
+        self._readers.close()
         with self.lock:
             self._connection.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
             self._connection.close()
@@ -96,9 +100,8 @@ class Database:
         self.path = path
         self.lock = threading.Lock()
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        #: Notified, with `generation` increased, whenever messages become visible.
-        self.changed = threading.Condition()
-        self.generation = 0
+        self._signals: dict[str, Signal] = {}
+        self._signals_lock = threading.Lock()
         self._writers = threading.Lock()
         self._pending: list[_Unit[Any]] = []
         self._leading = False
@@ -113,12 +116,9 @@ class Database:
             db.execute("INSERT INTO owners (owner, pid) VALUES (?, ?)", (self.owner, os.getpid()))
             self._reclaim_dead_owners(db)
         self._preallocate_wal()
-        # Reads have a connection of their own: in WAL mode they then run beside a commit
+        # Reads have connections of their own: in WAL mode they then run beside a commit
         # instead of queueing behind its fsync on `lock`.
-        self._reader = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._read_lock = threading.Lock()
+        self._readers = _Readers(path)
 
     def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a write transaction and return its result once it is committed.
@@ -146,24 +146,40 @@ class Database:
             unit.wake.wait()
             if unit.finished:
                 return unit.outcome()
-        with self._writers:
-            batch, self._pending = self._pending, []
+        self._lead()
+        return unit.outcome()
+
+    def _lead(self) -> None:
+        """Commit batches while writers keep queueing, up to `_LEAD_ROUNDS` of them, then
+        hand the lead to the oldest waiter.
+
+        A committed batch's writers are woken just before the *next* batch's COMMIT, not
+        right after their own: the next batch's statements then run while they still
+        sleep, instead of trading the GIL with them at every statement, and their own next
+        steps run during the fsync that follows.
+        """
+        committed: list[_Unit[Any]] = []
         try:
-            self._commit(batch)
+            for _ in range(_LEAD_ROUNDS):
+                with self._writers:
+                    batch, self._pending = self._pending, []
+                if not batch:
+                    break
+                self._commit(batch, before_commit=functools.partial(_wake, committed))
+                _wake(committed)  # a batch that failed before its COMMIT woke no one
+                committed = batch
         finally:
-            for done in batch:
-                done.wake.set()
+            _wake(committed)
             with self._writers:
                 # Hand over to the oldest waiter, if any: only it and the committed wake.
                 if self._pending:
                     self._pending[0].wake.set()
                 else:
                     self._leading = False
-        return unit.outcome()
 
-    def _commit(self, batch: list[_Unit[Any]]) -> None:
+    def _commit(self, batch: list[_Unit[Any]], *, before_commit: Callable[[], None]) -> None:
         try:
-            with self._transaction() as db:
+            with self._transaction(before_commit) as db:
                 for unit in batch:
                     try:
                         unit.result = unit.work(db)
@@ -184,9 +200,11 @@ class Database:
                 unit.finished = True
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, before_commit: Callable[[], None] | None = None
+    ) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: the write lock is taken up front, so it cannot fail
-        half-way on a lock upgrade."""
+        half-way on a lock upgrade. `before_commit` runs just before COMMIT."""
         with self.lock:
             try:
                 self._connection.execute("BEGIN IMMEDIATE")
@@ -199,18 +217,18 @@ class Database:
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
+            if before_commit is not None:
+                before_commit()
             self._connection.execute("COMMIT")
 
     def read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
         """Rows of a query; it sees every write committed before it started."""
-        with self._read_lock:
-            return self._reader.execute(sql, parameters).fetchall()
+        return self._readers.read(sql, parameters)
 
-    def notify(self) -> None:
-        """Wake receivers: messages became visible."""
-        with self.changed:
-            self.generation += 1
-            self.changed.notify_all()
+    def signal(self, channel: str) -> Signal:
+        """What receivers of `channel` in this process wait on for its messages."""
+        with self._signals_lock:
+            return self._signals.setdefault(channel, Signal())
 
     def _preallocate_wal(self) -> None:
         """Give the WAL file its working size now, as PostgreSQL recycles WAL segments.
@@ -243,6 +261,65 @@ class Database:
                     (time.time(), owner),
                 )
                 db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+
+
+class _Readers:
+    """Read connections, one per concurrent reader, reused.
+
+    A reader holds its connection for the query alone. One shared connection would need a
+    lock, and its holder gives up the GIL inside every query: with many threads running,
+    it waits for the GIL while holding the lock, and the other readers queue behind it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            connection = self._idle.get_nowait()
+        except queue.Empty:
+            connection = self._connect()
+        try:
+            return connection.execute(sql, parameters).fetchall()
+        finally:
+            self._idle.put(connection)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        with self._lock:
+            self._all.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._all = self._all, []
+        for connection in connections:
+            connection.close()
+
+
+class Signal:
+    """Notified, with `generation` increased, whenever messages of one channel become
+    visible in this process. Per channel: a send wakes only that channel's receivers."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
+
+def _wake(units: list[_Unit[Any]]) -> None:
+    """Wake the writers of a committed batch (once each: `Event.set` is idempotent)."""
+    for unit in units:
+        unit.wake.set()
 
 
 class _Unit(Generic[T]):

@@ -86,13 +86,42 @@ def test_a_batch_commits_every_writer_in_one_transaction(database: Database) -> 
     commits = 0
     transaction = database._transaction
 
-    def counting() -> AbstractContextManager[sqlite3.Connection]:
+    def counting(
+        before_commit: Callable[[], None] | None = None,
+    ) -> AbstractContextManager[sqlite3.Connection]:
         nonlocal commits
         commits += 1
-        return transaction()
+        return transaction(before_commit)
 
     database._transaction = counting  # type: ignore[method-assign]
     outcomes = one_batch(database, [insert(f"k{i}") for i in range(5)])
     assert outcomes == [1] * 5
     assert commits == 2, "the leader's own write, then one transaction for the five queued"
     assert rows(database) == [*(f"k{i}" for i in range(5)), "lead"]
+
+
+def test_many_writers_each_return_once_their_own_write_is_committed(database: Database) -> None:
+    """Writers keep arriving while leaders commit batch after batch and hand the lead on:
+    every write returns its own result, and is readable once it has returned."""
+    unseen: list[str] = []
+    errors: list[BaseException] = []
+
+    def writer(thread: int) -> None:
+        try:
+            for i in range(25):
+                key = f"t{thread:02d}-{i:02d}"
+                assert database.write(insert(key)) == 1
+                if not database.read("SELECT 1 FROM t WHERE k = ?", (key,)):
+                    unseen.append(key)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert not unseen, f"returned before committed: {unseen[:5]}"
+    assert len(rows(database)) == 24 * 25
+    assert not database._leading and not database._pending, "the lead was not given up"
