@@ -214,7 +214,13 @@ SQLITE_CAPABILITIES = QueueCapabilities(
 
 
 class SqliteQueue:
-    """One channel in the SQLite file: a row per message, leased by `visible_at`."""
+    """One channel in the SQLite file: a row per message, leased by `visible_at`.
+
+    Sends, releases and dead-lettering are durable when they return. Taking a lease,
+    extending it and acking commit without an fsync of their own (`Database.write`'s
+    `durable=False`): a machine crash can undo the last of them, which redelivers a
+    message (with the attempt count it had), never loses one.
+    """
 
     capabilities = SQLITE_CAPABILITIES
 
@@ -290,7 +296,9 @@ class SqliteQueue:
                 taken.append(Delivery(bytes(body), message_id, attempt + 1, token))
             return taken
 
-        return self._db.write(take)
+        # A lease taken needs no fsync of its own: losing it to a machine crash means the
+        # message is delivered again, with the attempt it would have had (see `write`).
+        return self._db.write(take, durable=False)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         rows = [(self.name, d.id, d.handle) for d in deliveries]
@@ -298,7 +306,8 @@ class SqliteQueue:
         def delete(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM messages WHERE channel = ? AND id = ? AND lease = ?", rows)
 
-        self._db.write(delete)
+        # An ack lost to a machine crash is a redelivery, which consumers must absorb anyway.
+        self._db.write(delete, durable=False)
 
     def release(self, delivery: Delivery, *, delay: float = 0.0) -> None:
         check_request(self, delay=delay)
@@ -309,16 +318,19 @@ class SqliteQueue:
 
     def extend(self, delivery: Delivery, lease: float) -> None:
         check_request(self, lease=lease)
-        self._update_lease(delivery, "visible_at = ?", time.time() + lease)
+        self._update_lease(delivery, "visible_at = ?", time.time() + lease, durable=False)
 
-    def _update_lease(self, delivery: Delivery, assignments: str, visible_at: float) -> None:
+    def _update_lease(
+        self, delivery: Delivery, assignments: str, visible_at: float, *, durable: bool = True
+    ) -> None:
         updated = self._db.write(
             lambda db: (
                 db.execute(
                     f"UPDATE messages SET {assignments} WHERE channel = ? AND id = ? AND lease = ?",
                     (visible_at, self.name, delivery.id, delivery.handle),
                 ).rowcount
-            )
+            ),
+            durable=durable,
         )
         if not updated:
             raise LeaseLost(f"the lease on message {delivery.id} in {self.name!r} is gone")

@@ -110,6 +110,9 @@ class Database:
         )
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(f"PRAGMA synchronous={mode}")
+        #: Whether durable writes fsync (`full`), and the setting the connection has now.
+        self._full = mode == "FULL"
+        self._synchronous = mode
         with self._transaction() as db:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
@@ -120,8 +123,14 @@ class Database:
         # instead of queueing behind its fsync on `lock`.
         self._readers = _Readers(path)
 
-    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run `work` in a write transaction and return its result once it is committed.
+
+        With `durable=False` (bookkeeping whose loss a redelivery repairs: leases, acks)
+        the commit skips its own fsync when no durable write shares its batch. It is in
+        the WAL, so it survives the process dying, and the next durable commit's fsync,
+        which syncs the whole WAL, makes it durable too; a machine crash before that can
+        undo it, and never a durable write committed after it.
 
         Group commit: writers that arrive while a commit is under way are committed
         together by the next leader, one transaction and one fsync for the batch. Nothing
@@ -136,7 +145,7 @@ class Database:
         finalised later, in another thread and outside the lock, corrupts the shared
         statement cache.
         """
-        unit = _Unit(work)
+        unit = _Unit(work, durable)
         with self._writers:
             self._pending.append(unit)
             lead = not self._leading
@@ -179,6 +188,7 @@ class Database:
 
     def _commit(self, batch: list[_Unit[Any]], *, before_commit: Callable[[], None]) -> None:
         try:
+            self._synchronize(any(unit.durable for unit in batch))
             with self._transaction(before_commit) as db:
                 for unit in batch:
                     try:
@@ -198,6 +208,15 @@ class Database:
         finally:
             for unit in batch:
                 unit.finished = True
+
+    def _synchronize(self, durable: bool) -> None:
+        """Set the connection's `synchronous` for the next commit (not allowed inside a
+        transaction): FULL when it holds a durable write, else NORMAL (no fsync)."""
+        mode = "FULL" if durable and self._full else "NORMAL"
+        if mode != self._synchronous:
+            with self.lock:
+                self._connection.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
 
     @contextmanager
     def _transaction(
@@ -325,10 +344,11 @@ def _wake(units: list[_Unit[Any]]) -> None:
 class _Unit(Generic[T]):
     """One writer's work in a group commit, and what became of it."""
 
-    __slots__ = ("error", "finished", "result", "wake", "work")
+    __slots__ = ("durable", "error", "finished", "result", "wake", "work")
 
-    def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
+    def __init__(self, work: Callable[[sqlite3.Connection], T], durable: bool) -> None:
         self.work = work
+        self.durable = durable
         self.finished = False
         self.wake = threading.Event()
         self.result: T | None = None

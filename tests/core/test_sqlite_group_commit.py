@@ -125,3 +125,49 @@ def test_many_writers_each_return_once_their_own_write_is_committed(database: Da
     assert not unseen, f"returned before committed: {unseen[:5]}"
     assert len(rows(database)) == 24 * 25
     assert not database._leading and not database._pending, "the lead was not given up"
+
+
+def synchronous_seen(c: sqlite3.Connection) -> int:
+    """The `synchronous` level the transaction running `c` will commit with (2 FULL, 1 NORMAL)."""
+    return int(c.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_a_batch_of_bookkeeping_writes_commits_without_an_fsync(database: Database) -> None:
+    assert database.write(synchronous_seen, durable=False) == 1
+    assert database.write(synchronous_seen) == 2
+    assert database.write(synchronous_seen, durable=False) == 1
+
+
+def test_a_durable_write_in_a_batch_makes_the_whole_batch_fsync(database: Database) -> None:
+    outcomes: list[object] = [None, None]
+
+    def soft(index: int) -> None:
+        outcomes[index] = database.write(synchronous_seen, durable=False)
+
+    with database.lock:  # the first writer leads alone; the two below share the next batch
+        lead = threading.Thread(target=soft, args=(0,))
+        lead.start()
+        while not (database._leading and not database._pending):
+            time.sleep(0.001)
+        durable = threading.Thread(
+            target=lambda: outcomes.__setitem__(1, database.write(synchronous_seen))
+        )
+        other: list[object] = []
+        late = threading.Thread(
+            target=lambda: other.append(database.write(synchronous_seen, durable=False))
+        )
+        durable.start()
+        late.start()
+        while len(database._pending) < 2:
+            time.sleep(0.001)
+    for thread in (lead, durable, late):
+        thread.join(5)
+    assert outcomes == [1, 2] and other == [2], (outcomes, other)
+
+
+def test_with_synchronous_normal_no_write_fsyncs(tmp_path: Path) -> None:
+    db = Database.acquire(str(tmp_path / "n.db"), "normal")
+    try:
+        assert db.write(synchronous_seen) == 1
+    finally:
+        db.release()
