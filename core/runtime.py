@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _active: weakref.WeakValueDictionary[str, Runtime] = weakref.WeakValueDictionary()
+
+#: How many runs finished by this process's engine keep their final status in memory (so
+#: waiting on one reads nothing), and the largest output and error (JSON bytes) kept.
+RECENT_RUNS = 1024
+RECENT_OUTPUT_BYTES = 4096
 
 
 def active_runtime(app_name: str) -> Runtime | None:
@@ -104,6 +110,7 @@ class Runtime:
         host = ExecutorHost(app.name, self.task_runner.run, self.channel, max(1, workers))
         self.executor: Executor = executor_factory(executor_config, host)
         self._watchers: dict[str, list[Notice]] = {}
+        self._recent: OrderedDict[str, RunStatus] = OrderedDict()
         self._background: ThreadPoolExecutor | None = None
         self._background_lock = threading.Lock()
         self._watch_lock = threading.Lock()
@@ -178,9 +185,15 @@ class Runtime:
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 
     def watch(self, run_id: str) -> Notice:
+        """A notice set when the run changes; already finished if this process's engine
+        ended the run lately."""
         notice = Notice()
         with self._watch_lock:
-            self._watchers.setdefault(run_id, []).append(notice)
+            status = self._recent.get(run_id)
+            if status is None:
+                self._watchers.setdefault(run_id, []).append(notice)
+        if status is not None:
+            notice.finish(status)
         return notice
 
     def unwatch(self, run_id: str, notice: Notice) -> None:
@@ -192,13 +205,18 @@ class Runtime:
                 self._watchers.pop(run_id, None)
 
     def _finished(self, view: RunView) -> None:
-        """The engine committed the end of a run: tell its watchers, with its status."""
+        """The engine committed the end of a run: tell its watchers, with its status, and
+        keep the status for a later `watch` (a final status never changes)."""
+        status = view.to_status()
+        small = len(wire.dumps([status.output, status.error])) <= RECENT_OUTPUT_BYTES
         with self._watch_lock:
-            notices = list(self._watchers.get(view.run_id, []))
-        if notices:
-            status = view.to_status()
-            for notice in notices:
-                notice.finish(status)
+            notices = self._watchers.pop(view.run_id, [])
+            if small:
+                self._recent[view.run_id] = status
+                if len(self._recent) > RECENT_RUNS:
+                    self._recent.popitem(last=False)
+        for notice in notices:
+            notice.finish(status)
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the worker (finishing or releasing held work), then close the components."""

@@ -392,3 +392,36 @@ def test_bad_input_is_refused_clearly(run_app: Open) -> None:
             client.wait(client.start(workflow), timeout=30)
         error = failed.value.status.error
         assert error is not None and expected in error["message"], error
+
+
+def test_waiting_on_a_run_this_process_just_finished_reads_nothing(run_app: Open) -> None:
+    app = sb.App("recent")
+
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    @app.workflow
+    def flow(ctx: sb.Context, value: Any) -> Any:
+        return echo(value)
+
+    client = run_app(app)
+    small = client.start(flow, 7)
+    large = client.start(flow, "x" * 10_000)
+    for run_id in (small, large):  # finished by the time each is asked about
+        deadline = time.monotonic() + 30
+        while client.runtime.index.get(run_id)["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    store: Any = client.runtime.store
+    reads: list[str] = []
+    get, scan = store.get, store.scan
+    store.get = lambda *a, **k: reads.append("get") or get(*a, **k)
+    store.scan = lambda *a, **k: reads.append("scan") or scan(*a, **k)
+    try:
+        assert client.wait(small, timeout=5).output == 7
+        assert reads == [], "the final status of a run finished here is kept in memory"
+        assert client.wait(large, timeout=5).output == "x" * 10_000
+        assert reads, "a large output is not kept: it is read from the store"
+    finally:
+        store.get, store.scan = get, scan
