@@ -122,6 +122,7 @@ class Engine:
         inline_tasks: bool = True,
         max_inline_seconds: float = 60.0,
         idle_seconds: float = 60.0,
+        index_lag: float = 0.5,
         on_finished: Callable[[RunView], None] | None = None,
     ) -> None:
         self.app = app
@@ -137,6 +138,10 @@ class Engine:
         #: sets a delivery's own limit (a serverless invocation's time).
         self.max_inline_seconds = max_inline_seconds
         self.idle_seconds = idle_seconds
+        #: How far the run index may lag a run that is running tasks inline: it is written
+        #: whenever the run waits and when it ends, and at this interval between. A chain
+        #: that ends sooner goes from pending to its end in the index with no write between.
+        self.index_lag = index_lag
         self.on_finished = on_finished
         self._drivers: dict[str, RunDriver] = {}
         self._lock = threading.Lock()
@@ -292,6 +297,7 @@ class RunDriver:
         #: lag the history (a crash between the two writes), and that write repairs it.
         self._indexed_status: str | None = None
         self._index_version: str | None = None
+        self._indexed_at = time.monotonic()
         self._cancelled = False
         self._nondeterminism: NonDeterminismError | None = None
 
@@ -511,7 +517,7 @@ class RunDriver:
         steps = self.view.steps
         while any(steps[seq].open for seq in seqs):
             inline = self._inline_candidate(seqs)
-            self._flush(settle=inline is None)
+            self._flush(settle=inline is None, index=inline is None or self._index_overdue())
             if inline is not None:
                 self._run_inline(inline)
             else:
@@ -804,7 +810,11 @@ class RunDriver:
             timeout=task.timeout if task is not None else None,
         )
 
+    def _index_overdue(self) -> bool:
+        return time.monotonic() - self._indexed_at >= self.engine.index_lag
+
     def _update_index(self) -> None:
+        self._indexed_at = time.monotonic()
         status = self.view.live_status()
         if status != self._indexed_status:
             ttl = self.engine.app.retention if self.view.done else None

@@ -425,3 +425,44 @@ def test_waiting_on_a_run_this_process_just_finished_reads_nothing(run_app: Open
         assert reads, "a large output is not kept: it is read from the store"
     finally:
         store.get, store.scan = get, scan
+
+
+def test_the_index_follows_an_inline_chain_within_its_lag(run_app: Open) -> None:
+    app = sb.App("lagging")
+
+    @app.task
+    def step(x: int, pause: float) -> int:
+        time.sleep(pause)
+        return x + 1
+
+    @app.workflow
+    def chain(ctx: sb.Context, n: int, pause: float) -> int:
+        x = 0
+        for _ in range(n):
+            x = step(x, pause)
+        return x
+
+    client = run_app(app)
+    store: Any = client.runtime.store
+    partition = client.runtime.index.partition
+    index_writes: list[str] = []
+    put = store.put
+
+    def counting_put(where: str, key: str, value: bytes, **kwargs: Any) -> str:
+        if where == partition:
+            index_writes.append(key)
+        return str(put(where, key, value, **kwargs))
+
+    store.put = counting_put
+    try:
+        quick = client.start(chain, 20, 0.0)
+        assert client.wait(quick, timeout=30).output == 20
+        assert index_writes.count(quick) == 2, "a chain ending within the lag: pending, then done"
+        slow = client.start(chain, 30, 0.05)  # 1.5 s of inline tasks
+        deadline = time.monotonic() + 30
+        while client.runtime.index.get(slow)["status"] != "running":
+            assert time.monotonic() < deadline, "the index never showed the run running"
+            time.sleep(0.02)
+        assert client.wait(slow, timeout=30).output == 30
+    finally:
+        store.put = put
