@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,28 +147,18 @@ class WriteCounter:
             return str(put(partition, key, value, **kwargs))
 
         store.put = counting_put
-        # One BEGIN IMMEDIATE ... COMMIT is one fsync. With group commit (`_transaction`
-        # runs one batch of writers) that is not one per writer, so count transactions.
+        # One BEGIN IMMEDIATE ... COMMIT per batch of writers (group commit): count batches.
         self.commits: int | None = None
         database = getattr(store, "_db", None)
-        for name in ("_transaction", "transaction"):
-            transaction = getattr(database, name, None)
-            if transaction is not None:
-                self.commits = 0
-                setattr(database, name, self._counting(transaction))
-                break
+        commit = getattr(database, "_commit", None)
+        if commit is not None:
+            self.commits = 0
 
-    def _counting(
-        self, transaction: Callable[..., contextlib.AbstractContextManager[sqlite3.Connection]]
-    ) -> Callable[..., contextlib.AbstractContextManager[sqlite3.Connection]]:
-        def counting_transaction(
-            *args: Any, **kwargs: Any
-        ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-            if self.commits is not None:
-                self.commits += 1
-            return transaction(*args, **kwargs)
+            def counting_commit(*args: Any, **kwargs: Any) -> None:
+                self.commits = (self.commits or 0) + 1
+                commit(*args, **kwargs)
 
-        return counting_transaction
+            database._commit = counting_commit  # type: ignore[union-attr]
 
 
 def run_switchboard(

@@ -15,8 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from switchboard.errors import ConfigError, TransientProviderError
@@ -113,11 +112,7 @@ class Database:
         #: Whether durable writes fsync (`full`), and the setting the connection has now.
         self._full = mode == "FULL"
         self._synchronous = mode
-        with self._transaction() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute("INSERT INTO owners (owner, pid) VALUES (?, ?)", (self.owner, os.getpid()))
-            self._reclaim_dead_owners(db)
+        self.write(self._set_up)
         self._preallocate_wal()
         # Reads have connections of their own: in WAL mode they then run beside a commit
         # instead of queueing behind its fsync on `lock`.
@@ -147,10 +142,13 @@ class Database:
         """
         unit = _Unit(work, durable)
         with self._writers:
-            self._pending.append(unit)
             lead = not self._leading
-            self._leading = True
-        if not lead:
+            if lead:
+                self._leading = True
+            else:
+                unit.wake = threading.Event()
+            self._pending.append(unit)
+        if unit.wake is not None:
             # Woken once: committed by a leader, or made the next leader by one.
             unit.wake.wait()
             if unit.finished:
@@ -182,21 +180,36 @@ class Database:
             with self._writers:
                 # Hand over to the oldest waiter, if any: only it and the committed wake.
                 if self._pending:
-                    self._pending[0].wake.set()
+                    _wake(self._pending[:1])
                 else:
                     self._leading = False
 
     def _commit(self, batch: list[_Unit[Any]], *, before_commit: Callable[[], None]) -> None:
+        """One IMMEDIATE transaction for the batch (the write lock is taken up front, so it
+        cannot fail half-way on a lock upgrade); `before_commit` runs just before COMMIT."""
+        connection = self._connection
         try:
             self._synchronize(any(unit.durable for unit in batch))
-            with self._transaction(before_commit) as db:
-                for unit in batch:
-                    try:
-                        unit.result = unit.work(db)
-                    except sqlite3.Error:
-                        raise  # the transaction may be gone: none of the batch commits
-                    except Exception as exc:  # noqa: BLE001 - raised before any change
-                        unit.error = exc
+            with self.lock:
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise TransientProviderError(f"SQLite is busy: {exc}") from exc
+                try:
+                    for unit in batch:
+                        try:
+                            unit.result = unit.work(connection)
+                        except sqlite3.Error:
+                            raise  # the transaction may be gone: none of the batch commits
+                        except Exception as exc:  # noqa: BLE001 - raised before any change
+                            unit.error = exc
+                except BaseException:
+                    # Some errors (a full disk, I/O) end the transaction themselves.
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+                before_commit()
+                connection.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - the batch did not commit: all of it failed
             failed = (
                 exc
@@ -217,28 +230,6 @@ class Database:
             with self.lock:
                 self._connection.execute(f"PRAGMA synchronous={mode}")
             self._synchronous = mode
-
-    @contextmanager
-    def _transaction(
-        self, before_commit: Callable[[], None] | None = None
-    ) -> Iterator[sqlite3.Connection]:
-        """An IMMEDIATE transaction: the write lock is taken up front, so it cannot fail
-        half-way on a lock upgrade. `before_commit` runs just before COMMIT."""
-        with self.lock:
-            try:
-                self._connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise TransientProviderError(f"SQLite is busy: {exc}") from exc
-            try:
-                yield self._connection
-            except BaseException:
-                # Some errors (a full disk, I/O) end the transaction themselves.
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
-                raise
-            if before_commit is not None:
-                before_commit()
-            self._connection.execute("COMMIT")
 
     def read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
         """Rows of a query; it sees every write committed before it started."""
@@ -263,11 +254,20 @@ class Database:
         wal = f"{self.path}-wal"
         if os.path.exists(wal) and os.path.getsize(wal) >= size:
             return
-        with self._transaction() as db:
+
+        def fill(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO wal_filler (filler) VALUES (zeroblob(?))", (size,))
             db.execute("DELETE FROM wal_filler")
+
+        self.write(fill)
         # Busy (another process reading) only means the WAL starts over a little later.
         self._connection.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO owners (owner, pid) VALUES (?, ?)", (self.owner, os.getpid()))
+        self._reclaim_dead_owners(db)
 
     def _reclaim_dead_owners(self, db: sqlite3.Connection) -> None:
         """Messages leased by a process that no longer exists become visible at once, so a
@@ -336,9 +336,10 @@ class Signal:
 
 
 def _wake(units: list[_Unit[Any]]) -> None:
-    """Wake the writers of a committed batch (once each: `Event.set` is idempotent)."""
+    """Wake the waiting writers among `units` (a leader waits for nothing)."""
     for unit in units:
-        unit.wake.set()
+        if unit.wake is not None:
+            unit.wake.set()
 
 
 class _Unit(Generic[T]):
@@ -350,7 +351,8 @@ class _Unit(Generic[T]):
         self.work = work
         self.durable = durable
         self.finished = False
-        self.wake = threading.Event()
+        #: Set for a writer that queued behind a leader, which waits for it.
+        self.wake: threading.Event | None = None
         self.result: T | None = None
         self.error: Exception | None = None
 

@@ -6,8 +6,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,16 +84,14 @@ def test_an_sqlite_error_fails_the_whole_batch_and_commits_none_of_it(
 
 def test_a_batch_commits_every_writer_in_one_transaction(database: Database) -> None:
     commits = 0
-    transaction = database._transaction
+    commit = database._commit
 
-    def counting(
-        before_commit: Callable[[], None] | None = None,
-    ) -> AbstractContextManager[sqlite3.Connection]:
+    def counting(batch: list[Any], *, before_commit: Callable[[], None]) -> None:
         nonlocal commits
         commits += 1
-        return transaction(before_commit)
+        commit(batch, before_commit=before_commit)
 
-    database._transaction = counting  # type: ignore[method-assign]
+    database._commit = counting  # type: ignore[method-assign]
     outcomes = one_batch(database, [insert(f"k{i}") for i in range(5)])
     assert outcomes == [1] * 5
     assert commits == 2, "the leader's own write, then one transaction for the five queued"
