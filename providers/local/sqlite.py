@@ -299,6 +299,8 @@ class _Readers:
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # One ready at once, its schema read: the first read must not pay for opening it.
+        self.read("SELECT 1 FROM records LIMIT 1", ())
 
     def read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
         try:
