@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from switchboard.context import current_workflow
 from switchboard.errors import ConfigError, UnknownName
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ class Task(Generic[P, R]):
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        from switchboard.context import current_workflow
-
         ctx = current_workflow()
         if ctx is None:
             return self.fn(*args, **kwargs)

@@ -25,7 +25,7 @@ from switchboard.errors import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invocation:
     run: str
     seq: int
@@ -92,6 +92,8 @@ def failure(exc: BaseException, *, retryable: bool) -> dict[str, Any]:
 
 
 def cache_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    if not before and not after:
+        return None  # the usual case: a run without a cache
     changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
     removed = [k for k in before if k not in after]
     if not changed and not removed:
