@@ -703,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
-    parser.add_argument("--reps", type=int, help="repetitions per cell (default 3, smoke 1)")
+    parser.add_argument("--reps", type=int, help="repetitions per cell (default 5, smoke 1)")
     parser.add_argument("--profile", action="store_true", help="also profile Switchboard's W1")
     parser.add_argument(
         "--systems",
@@ -724,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             if system not in ALL_SYSTEMS:
                 parser.error(f"unknown system {system!r}; choose from {', '.join(ALL_SYSTEMS)}")
             systems.append(system)
-    reps = args.reps or (1 if args.smoke else 3)
+    reps = args.reps or (1 if args.smoke else 5)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
