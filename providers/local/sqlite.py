@@ -8,7 +8,6 @@ groups); other processes use the same file through SQLite's own locking.
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import sqlite3
@@ -118,7 +117,13 @@ class Database:
         # instead of queueing behind its fsync on `lock`.
         self._readers = _Readers(path)
 
-    def write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+    def write(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        single: bool = False,
+    ) -> T:
         """Run `work` in a write transaction and return its result once it is committed.
 
         With `durable=False` (bookkeeping whose loss a redelivery repairs: leases, acks)
@@ -139,8 +144,11 @@ class Database:
         every unit in it. `work` must return plain values, never a cursor: a cursor
         finalised later, in another thread and outside the lock, corrupts the shared
         statement cache.
+
+        `single=True` says `work` runs exactly one statement: alone in its batch, it then
+        runs without BEGIN and COMMIT, its statement being its own transaction.
         """
-        unit = _Unit(work, durable)
+        unit = _Unit(work, durable, single)
         with self._writers:
             lead = not self._leading
             if lead:
@@ -172,7 +180,7 @@ class Database:
                     batch, self._pending = self._pending, []
                 if not batch:
                     break
-                self._commit(batch, before_commit=functools.partial(_wake, committed))
+                self._commit(batch, committed)
                 _wake(committed)  # a batch that failed before its COMMIT woke no one
                 committed = batch
         finally:
@@ -184,17 +192,22 @@ class Database:
                 else:
                     self._leading = False
 
-    def _commit(self, batch: list[_Unit[Any]], *, before_commit: Callable[[], None]) -> None:
+    def _commit(self, batch: list[_Unit[Any]], previous: list[_Unit[Any]]) -> None:
         """One IMMEDIATE transaction for the batch (the write lock is taken up front, so it
-        cannot fail half-way on a lock upgrade); `before_commit` runs just before COMMIT."""
+        cannot fail half-way on a lock upgrade); the `previous` batch's writers are woken
+        just before its COMMIT. A lone single-statement unit is its own transaction."""
         connection = self._connection
+        alone = len(batch) == 1 and batch[0].single
         try:
             self._synchronize(any(unit.durable for unit in batch))
             with self.lock:
-                try:
-                    connection.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    raise TransientProviderError(f"SQLite is busy: {exc}") from exc
+                if alone:
+                    _wake(previous)  # the statement commits as it runs
+                else:
+                    try:
+                        connection.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        raise TransientProviderError(f"SQLite is busy: {exc}") from exc
                 try:
                     for unit in batch:
                         try:
@@ -208,8 +221,9 @@ class Database:
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
                     raise
-                before_commit()
-                connection.execute("COMMIT")
+                if not alone:
+                    _wake(previous)
+                    connection.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - the batch did not commit: all of it failed
             failed = (
                 exc
@@ -351,11 +365,14 @@ def _wake(units: list[_Unit[Any]]) -> None:
 class _Unit(Generic[T]):
     """One writer's work in a group commit, and what became of it."""
 
-    __slots__ = ("durable", "error", "finished", "result", "wake", "work")
+    __slots__ = ("durable", "error", "finished", "result", "single", "wake", "work")
 
-    def __init__(self, work: Callable[[sqlite3.Connection], T], durable: bool) -> None:
+    def __init__(
+        self, work: Callable[[sqlite3.Connection], T], durable: bool, single: bool
+    ) -> None:
         self.work = work
         self.durable = durable
+        self.single = single
         self.finished = False
         #: Set for a writer that queued behind a leader, which waits for it.
         self.wake: threading.Event | None = None

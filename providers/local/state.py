@@ -174,7 +174,7 @@ class SqliteStateStore:
             elif db.execute(_UPDATE, (*row[2:], partition, key, expect, now)).rowcount != 1:
                 raise Conflict(f"{partition}/{key} is not at version {expect}")
 
-        self._db.write(write)
+        self._db.write(write, single=True)
         return version
 
     def delete(self, partition: str, key: str, *, expect: Expect | str = ANY) -> None:

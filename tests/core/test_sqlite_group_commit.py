@@ -86,10 +86,10 @@ def test_a_batch_commits_every_writer_in_one_transaction(database: Database) -> 
     commits = 0
     commit = database._commit
 
-    def counting(batch: list[Any], *, before_commit: Callable[[], None]) -> None:
+    def counting(batch: list[Any], previous: list[Any]) -> None:
         nonlocal commits
         commits += 1
-        commit(batch, before_commit=before_commit)
+        commit(batch, previous)
 
     database._commit = counting  # type: ignore[method-assign]
     outcomes = one_batch(database, [insert(f"k{i}") for i in range(5)])
@@ -169,3 +169,23 @@ def test_with_synchronous_normal_no_write_fsyncs(tmp_path: Path) -> None:
         assert db.write(synchronous_seen) == 1
     finally:
         db.release()
+
+
+def test_a_lone_single_statement_write_is_its_own_transaction(database: Database) -> None:
+    statements: list[str] = []
+    database._connection.set_trace_callback(statements.append)
+    try:
+        assert database.write(insert("alone"), single=True) == 1
+        assert database.write(insert("wrapped")) == 1
+    finally:
+        database._connection.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["INSERT", "BEGIN", "INSERT", "COMMIT"]
+    assert rows(database) == ["alone", "wrapped"]
+
+
+def test_a_single_statement_write_that_fails_changes_nothing(database: Database) -> None:
+    database.write(insert("taken"))
+    with pytest.raises(TransientProviderError):
+        database.write(insert("taken"), single=True)  # the primary key refuses it
+    assert rows(database) == ["taken"]
+    assert not database._connection.in_transaction
