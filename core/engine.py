@@ -336,11 +336,10 @@ class RunDriver:
                 self._flush(settle=False, index=False)
                 self._expire()
                 self._update_index()
-                # Waiters first: settling (an ack) is bookkeeping that nobody waits for.
-                if self.engine.on_finished is not None:
-                    self.engine.on_finished(self.view)
                 self._settle_held(ACK)
                 leftover = ACK  # the run is over: later messages for it have nothing to do
+                if self.engine.on_finished is not None:
+                    self.engine.on_finished(self.view)
         except _Stop:
             pass
         except Exception:  # a provider outage or a bug: retry the messages later
