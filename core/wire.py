@@ -19,7 +19,8 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, NoReturn
 
 from switchboard import ids
 from switchboard.errors import Conflict, MalformedMessage, SerializationError
@@ -76,12 +77,30 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 _DECODER = json.JSONDecoder()
 
 
+def _not_json(value: Any) -> NoReturn:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind `_ENCODER`, made once: `JSONEncoder.encode` makes a new one on every
+# call, which is half the cost of encoding a small document. Without a `markers` dict it
+# keeps no state between calls (so threads share it); a circular value then ends in
+# RecursionError instead of ValueError, and both are reported the same way.
+_C_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
+)
+
+
 def dumps(value: Any, *, what: str = "value") -> bytes:
     """Compact JSON bytes; `SerializationError` naming `what` if the value is not JSON."""
     try:
-        return _ENCODER.encode(value).encode()
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
+        if _C_ENCODE is None:
+            return _ENCODER.encode(value).encode()
+        return "".join(_C_ENCODE(value, 0)).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it is circular or nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise SerializationError(f"{what} is not JSON-serializable: {reason}") from None
 
 
 def loads(data: bytes | str) -> Any:

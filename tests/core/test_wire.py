@@ -13,7 +13,7 @@ import pytest
 import switchboard as sb
 from switchboard import wire
 from switchboard.client import Client
-from switchboard.errors import MalformedMessage
+from switchboard.errors import MalformedMessage, SerializationError
 from switchboard.executors import queue_executor
 from switchboard.interfaces import Broker, Queue
 from switchboard.providers.local.queue import MemoryBroker
@@ -155,3 +155,33 @@ def test_claim_check_round_trips_and_detects_damage() -> None:
     store.put("r1", chunk.key, b"tampered")
     with pytest.raises(MalformedMessage, match="does not match its checksum"):
         wire.decode(body, blobs)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, "x", None, True, {"b": "é\u2028"}]},
+        "text",
+        10**30,
+        -0.0,
+        [],
+        {1: "int key", "k": {}},
+    ],
+)
+def test_dumps_writes_what_compact_json_dumps_writes(value: Any) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert wire.dumps(value) == expected.encode()
+
+
+def test_dumps_refuses_what_is_not_json_naming_it() -> None:
+    circular: list[Any] = []
+    circular.append(circular)
+    for value, reason in [
+        (float("nan"), "Out of range float"),
+        ({"when": object()}, "type object"),
+        (circular, "circular"),
+    ]:
+        with pytest.raises(
+            SerializationError, match=f"the thing is not JSON-serializable.*{reason}"
+        ):
+            wire.dumps(value, what="the thing")
