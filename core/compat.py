@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import copy
 import enum
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from switchboard.app import App, Task
 from switchboard.context import Context as WorkflowContext
 from switchboard.context import current_task, current_workflow, pending
-from switchboard.errors import ConfigError
+from switchboard.errors import ConfigError, TokenAlreadyUsed
 from switchboard.execution import cache_delta
 
 if TYPE_CHECKING:
     from switchboard.client import Client
+
+log = logging.getLogger("switchboard.compat")
 
 __all__ = [
     "DB",
@@ -108,13 +111,18 @@ class Response:
         self.context = context
 
     def send(self) -> None:
+        """Finish the task. Sent again for the same attempt (tasks run at least once: a
+        redelivery can run one twice), it changes nothing: the outcome first sent stands."""
         client = _connection(self.cloud, self.workflow_name)
         context = self.context
-        if context.success:
-            delta = cache_delta(context.original_cache, context.cache)
-            client.complete(context.token, None, cache=delta)
-        else:
-            client.fail(context.token, f"task {context.ids[1]} reported success=False")
+        try:
+            if context.success:
+                delta = cache_delta(context.original_cache, context.cache)
+                client.complete(context.token, None, cache=delta)
+            else:
+                client.fail(context.token, f"task {context.ids[1]} reported success=False")
+        except TokenAlreadyUsed:
+            log.info("task %s: its response was sent already; this one is dropped", context.ids)
 
 
 # -- the workflow side ---------------------------------------------------------------------
