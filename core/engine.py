@@ -106,6 +106,60 @@ class _Inbound:
 _STOP = _Inbound(None, None)
 
 
+class _Threads:
+    """The threads drivers run on. A driver's thread, once its run is done or evicted,
+    waits `idle_seconds` for the next driver before it ends: starting a thread costs the
+    run that waits for it 100-400 us here, handing a driver to a waiting one 40-60 us."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        self._idle_seconds = idle_seconds
+        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = 0  # threads waiting for work that no `run` has counted on yet
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._work.put(work)
+                return
+        self.spawn(work)
+
+    def spawn(self, work: Callable[[], None] | None = None) -> None:
+        """Start a thread, running `work` first if given."""
+        threading.Thread(target=self._serve, args=(work,), name="run", daemon=True).start()
+
+    def close(self) -> None:
+        """Let every waiting thread end, and every busy one when its work is done."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, 0
+            for _ in range(idle):
+                self._work.put(None)
+
+    def _serve(self, work: Callable[[], None] | None) -> None:
+        while True:
+            if work is not None:
+                work()
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle += 1
+            try:
+                work = self._work.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    # Work put meanwhile was counted on a waiting thread: take it.
+                    try:
+                        work = self._work.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+            if work is None:
+                return
+
+
 class Engine:
     """Processes invocation messages for one app, keeping live runs in memory."""
 
@@ -146,6 +200,7 @@ class Engine:
         self._drivers: dict[str, RunDriver] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._threads = _Threads(idle_seconds)
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -239,6 +294,12 @@ class Engine:
             self._drivers[driver.run_id] = successor
         successor.start()
 
+    def start_threads(self, count: int) -> None:
+        """Start `count` driver threads now, so the first runs do not wait for one (an
+        in-process worker does; a serverless handler starts none)."""
+        for _ in range(count):
+            self._threads.spawn()
+
     @property
     def live_runs(self) -> int:
         with self._lock:
@@ -254,6 +315,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         for driver in drivers:
             driver.join(max(0.0, deadline - time.monotonic()))
+        self._threads.close()
 
 
 def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: bytes) -> Any:
@@ -282,7 +344,7 @@ class RunDriver:
         self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
         self.view = RunView(run_id)
         self.ctx: Context | None = None
-        self._thread = threading.Thread(target=self._main, name=f"run-{run_id}", daemon=True)
+        self._ended = threading.Event()
         self._redispatch = redispatch
         self._held: list[_Inbound] = []
         self._settle_by = math.inf  # the earliest `settle_by` of the held deliveries
@@ -302,10 +364,19 @@ class RunDriver:
         self._nondeterminism: NonDeterminismError | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self.engine._threads.run(self._run)
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        self._ended.wait(timeout)
+
+    def _run(self) -> None:
+        thread = threading.current_thread()
+        thread.name = f"run-{self.run_id}"
+        try:
+            self._main()
+        finally:
+            thread.name = "run"
+            self._ended.set()
 
     # -- the thread --------------------------------------------------------------------------
 

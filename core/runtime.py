@@ -170,6 +170,7 @@ class Runtime:
         self._consumers: list[Consumer] = []
         self._pool: TaskPool | None = None
         if workers > 0:
+            self.engine.start_threads(2)
             self._consumers.append(
                 Consumer(
                     self.invocations,
