@@ -51,6 +51,9 @@ class TestAwsQueueExecutor(AwsComponents, ExecutorConformance):
     pass
 
 
+@pytest.mark.timeout(600)
 class TestAwsUnderFaults(AwsComponents, FaultConformance):
-    # The suite's 500 runs (about 80 s on moto).
+    # The suite's 500 runs: 110-170 s on moto alone on 2 cores (measured 2026-12-02, the
+    # same before and after that day's changes), and past the suite's 300 s guard once
+    # with the other emulators' tests running beside it. A hang still fails, at 600 s.
     pass
