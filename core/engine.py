@@ -69,6 +69,7 @@ from switchboard.history import (
 from switchboard.index import RunIndex
 from switchboard.interfaces import ABSENT, Delivery, Executor, Queue, Record, StateStore
 from switchboard.retry import retrying
+from switchboard.threads import Threads
 from switchboard.tokens import Signer, TokenClaims
 
 log = logging.getLogger("switchboard.engine")
@@ -106,60 +107,6 @@ class _Inbound:
 _STOP = _Inbound(None, None)
 
 
-class _Threads:
-    """The threads drivers run on. A driver's thread, once its run is done or evicted,
-    waits `idle_seconds` for the next driver before it ends: starting a thread costs the
-    run that waits for it 100-400 us here, handing a driver to a waiting one 40-60 us."""
-
-    def __init__(self, idle_seconds: float) -> None:
-        self._idle_seconds = idle_seconds
-        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._idle = 0  # threads waiting for work that no `run` has counted on yet
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def run(self, work: Callable[[], None]) -> None:
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-                self._work.put(work)
-                return
-        self.spawn(work)
-
-    def spawn(self, work: Callable[[], None] | None = None) -> None:
-        """Start a thread, running `work` first if given."""
-        threading.Thread(target=self._serve, args=(work,), name="run", daemon=True).start()
-
-    def close(self) -> None:
-        """Let every waiting thread end, and every busy one when its work is done."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, 0
-            for _ in range(idle):
-                self._work.put(None)
-
-    def _serve(self, work: Callable[[], None] | None) -> None:
-        while True:
-            if work is not None:
-                work()
-            with self._lock:
-                if self._closed:
-                    return
-                self._idle += 1
-            try:
-                work = self._work.get(timeout=self._idle_seconds)
-            except queue.Empty:
-                with self._lock:
-                    # Work put meanwhile was counted on a waiting thread: take it.
-                    try:
-                        work = self._work.get_nowait()
-                    except queue.Empty:
-                        self._idle -= 1
-                        return
-            if work is None:
-                return
-
-
 class Engine:
     """Processes invocation messages for one app, keeping live runs in memory."""
 
@@ -178,6 +125,7 @@ class Engine:
         idle_seconds: float = 60.0,
         index_lag: float = 0.5,
         on_finished: Callable[[RunView], None] | None = None,
+        threads: Threads,
     ) -> None:
         self.app = app
         self.store = store
@@ -200,7 +148,8 @@ class Engine:
         self._drivers: dict[str, RunDriver] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._threads = _Threads(idle_seconds)
+        #: The threads drivers run on: the runtime's, shared with its client, and closed by it.
+        self._threads = threads
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -294,12 +243,6 @@ class Engine:
             self._drivers[driver.run_id] = successor
         successor.start()
 
-    def start_threads(self, count: int) -> None:
-        """Start `count` driver threads now, so the first runs do not wait for one (an
-        in-process worker does; a serverless handler starts none)."""
-        for _ in range(count):
-            self._threads.spawn()
-
     @property
     def live_runs(self) -> int:
         with self._lock:
@@ -315,7 +258,6 @@ class Engine:
         deadline = time.monotonic() + timeout
         for driver in drivers:
             driver.join(max(0.0, deadline - time.monotonic()))
-        self._threads.close()
 
 
 def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: bytes) -> Any:
@@ -371,11 +313,11 @@ class RunDriver:
 
     def _run(self) -> None:
         thread = threading.current_thread()
-        thread.name = f"run-{self.run_id}"
+        name, thread.name = thread.name, f"run-{self.run_id}"
         try:
             self._main()
         finally:
-            thread.name = "run"
+            thread.name = name
             self._ended.set()
 
     # -- the thread --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ with workers on.
 
 from __future__ import annotations
 
-import queue
 import threading
 import weakref
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from switchboard.interfaces import (
 from switchboard.outbox import Outbox
 from switchboard.plugins import Registry, registry
 from switchboard.status import RunStatus
+from switchboard.threads import Threads
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
 
@@ -69,46 +69,6 @@ class Notice(threading.Event):
     def finish(self, status: RunStatus) -> None:
         self.status = status
         self.set()
-
-
-class Helpers:
-    """Threads that run a client's writes beside its own (`Runtime.in_background`).
-
-    They start with the runtime: starting a thread when the first `client.start` needs it
-    costs that call 200-400 us a thread, measured here.
-    """
-
-    def __init__(self, count: int, name: str) -> None:
-        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{n}", daemon=True)
-            for n in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, work: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self._work.put((work, future))
-        return future
-
-    def _serve(self) -> None:
-        while (item := self._work.get()) is not None:
-            work, future = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(work())
-                except BaseException as exc:  # noqa: BLE001 - the caller gets it
-                    future.set_exception(exc)
-
-    def close(self) -> None:
-        """Finish the work already submitted, then stop."""
-        for _ in self._threads:
-            self._work.put(None)
-        for thread in self._threads:
-            thread.join()
 
 
 class Runtime:
@@ -152,7 +112,11 @@ class Runtime:
         self.executor: Executor = executor_factory(executor_config, host)
         self._watchers: dict[str, list[Notice]] = {}
         self._recent: OrderedDict[str, RunStatus] = OrderedDict()
-        self._helpers = Helpers(2, "switchboard-client")
+        # Run drivers and the client's writes share one pool; two threads start now, so
+        # the first `client.start` does not wait for one.
+        self._threads = Threads("switchboard", idle_seconds=60.0)
+        for _ in range(2):
+            self._threads.spawn()
         self._watch_lock = threading.Lock()
         # The engine starts no thread until a message arrives: serverless handlers use it
         # without consumers.
@@ -166,11 +130,13 @@ class Runtime:
             self.index,
             inline_tasks=workers > 0 if inline_tasks is None else inline_tasks,
             on_finished=self._finished,
+            threads=self._threads,
         )
         self._consumers: list[Consumer] = []
         self._pool: TaskPool | None = None
         if workers > 0:
-            self.engine.start_threads(2)
+            for _ in range(2):  # for the first runs' drivers
+                self._threads.spawn()
             self._consumers.append(
                 Consumer(
                     self.invocations,
@@ -202,7 +168,7 @@ class Runtime:
 
     def in_background(self, work: Callable[[], T]) -> Future[T]:
         """Run `work` on a helper thread (for a client overlapping its writes)."""
-        return self._helpers.submit(work)
+        return self._threads.submit(work)
 
     def channel(self, name: str) -> Queue:
         """A channel of this app on the runtime's queue provider. Channel names hold only
@@ -267,7 +233,7 @@ class Runtime:
         self.engine.close()
         if self._pool is not None:
             self._pool.close()
-        self._helpers.close()
+        self._threads.close()
         self.executor.close()
         if self._close_components:
             self.store.close()

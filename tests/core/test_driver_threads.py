@@ -1,11 +1,13 @@
-"""The threads run drivers run on: reused when free, more when runs overlap, ended on close."""
+"""The runtime's threads: reused when free, more when work overlaps, ended on close."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from switchboard.engine import _Threads
+import pytest
+
+from switchboard.threads import Threads
 
 
 def until(condition: object, what: str) -> None:
@@ -16,7 +18,7 @@ def until(condition: object, what: str) -> None:
 
 
 def test_a_free_thread_takes_the_next_work_instead_of_a_new_thread_starting() -> None:
-    threads = _Threads(idle_seconds=5)
+    threads = Threads("test", idle_seconds=5)
     seen: list[int] = []
     for _ in range(5):
         done = threading.Event()
@@ -28,7 +30,7 @@ def test_a_free_thread_takes_the_next_work_instead_of_a_new_thread_starting() ->
 
 
 def test_overlapping_work_gets_threads_of_its_own() -> None:
-    threads = _Threads(idle_seconds=5)
+    threads = Threads("test", idle_seconds=5)
     release = threading.Event()
     running: list[int] = []
     for _ in range(3):
@@ -43,11 +45,23 @@ def test_overlapping_work_gets_threads_of_its_own() -> None:
 
 
 def test_an_idle_thread_ends_after_idle_seconds() -> None:
-    threads = _Threads(idle_seconds=0.05)
+    threads = Threads("test", idle_seconds=0.05)
     threads.spawn()
     until(lambda: threads._idle == 1, "the thread never waited")
     until(lambda: threads._idle == 0, "the idle thread did not end")
     done = threading.Event()
     threads.run(done.set)  # no idle thread: a new one starts
     assert done.wait(5)
+    threads.close()
+
+
+def test_submitted_work_returns_its_result_or_its_exception_in_a_future() -> None:
+    threads = Threads("test", idle_seconds=5)
+
+    def fails() -> int:
+        raise ValueError("no")
+
+    assert threads.submit(lambda: 41 + 1).result(5) == 42
+    with pytest.raises(ValueError, match="no"):
+        threads.submit(fails).result(5)
     threads.close()
