@@ -86,6 +86,9 @@ class Settlement:
 
 ACK = Settlement("ack")
 
+#: History events a replay records again by itself: no outcome, nothing from outside.
+_DECISIONS = frozenset({"run.started", "step.scheduled"})
+
 
 class _Stop(BaseException):
     """Unwinds a driver's workflow thread: evicted, stale, or shutting down."""
@@ -242,6 +245,10 @@ class Engine:
                     break
             self._drivers[driver.run_id] = successor
         successor.start()
+
+    def drives(self, run_id: str) -> bool:
+        """Whether a driver in this process has the run live now."""
+        return run_id in self._drivers
 
     @property
     def live_runs(self) -> int:
@@ -530,7 +537,8 @@ class RunDriver:
         steps = self.view.steps
         while any(steps[seq].open for seq in seqs):
             inline = self._inline_candidate(seqs)
-            self._flush(settle=inline is None, index=inline is None or self._index_overdue())
+            if inline is None or not self._only_decisions():
+                self._flush(settle=inline is None, index=inline is None or self._index_overdue())
             if inline is not None:
                 self._run_inline(inline)
             else:
@@ -551,6 +559,19 @@ class RunDriver:
             return None
         self._to_dispatch.remove(step.seq)
         return step
+
+    def _only_decisions(self) -> bool:
+        """Whether what is uncommitted is only what a replay decides again (the run
+        starting, steps scheduled) with nothing waiting to go out. Before an inline task
+        that needs no commit: no outcome comes before it, and its own outcome is then
+        committed with these decisions, one write fewer (a run's first step). A crash
+        meanwhile redelivers the held message and the replay decides the same."""
+        return (
+            not self._to_dispatch
+            and not self._timers
+            and not self._redispatch
+            and all(event["e"] in _DECISIONS for event in self._pending)
+        )
 
     def _run_inline(self, step: StepState) -> None:
         invocation = self._invocation(step)

@@ -41,6 +41,9 @@ class RunIndex:
 
         `version` is the record's version as the caller last wrote it: the write then
         goes straight to a conditional put, and reads the record only if it moved since.
+        A finished run's status is written without reading at all: it is the last word,
+        and every other write is conditional, so one that read before it fails and finds
+        it on its next read.
         """
         value = {
             "workflow": view.workflow,
@@ -49,6 +52,8 @@ class RunIndex:
             "updated": view.updated,
             "n": view.next_n,
         }
+        if view.done:
+            return self._store.put(self.partition, view.run_id, wire.dumps(value), ttl=ttl)
         if version is not None:
             with contextlib.suppress(Conflict):
                 return self._store.put(
