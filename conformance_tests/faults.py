@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -27,6 +27,7 @@ from switchboard.errors import TransientProviderError
 from switchboard.interfaces import (
     ANY,
     Broker,
+    ClaimingQueue,
     Delivery,
     Expect,
     Page,
@@ -112,6 +113,15 @@ class FaultyQueue:
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         _faulty(self._faults, self._switch, lambda: self._inner.send(bodies, delay=delay), "send")
+
+    def send_claimed(self, body: bytes, *, lease: float) -> Delivery:
+        inner = cast(ClaimingQueue, self._inner)  # called only where claim_on_send holds
+        return _faulty(
+            self._faults,
+            self._switch,
+            lambda: inner.send_claimed(body, lease=lease),
+            "send_claimed",
+        )
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0

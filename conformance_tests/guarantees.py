@@ -233,6 +233,29 @@ CHANNEL_NAMES = Guarantee("Broker", "queue", "`name` holds only letters, digits 
 NATIVE_NAMES = Guarantee("Broker", "queue", "the provider maps it to a valid native name")
 BROKER_CLOSE = Guarantee("Broker", "close", "Safe to call twice")
 
+# -- ClaimingQueue (`capabilities.claim_on_send`) ----------------------------------------------
+
+CLAIM_EXCLUSIVE = Guarantee(
+    "ClaimingQueue",
+    "send_claimed",
+    "the message is delivered to no one else while the lease is live",
+)
+CLAIM_SETTLES = Guarantee(
+    "ClaimingQueue",
+    "send_claimed",
+    "the returned delivery has `attempt` 1 and acks, releases and extends like one from `receive`",
+)
+CLAIM_REDELIVERY = Guarantee(
+    "ClaimingQueue",
+    "send_claimed",
+    "a claimed message left unsettled is delivered again after its lease, with `attempt` 2",
+)
+CLAIM_UNSUPPORTED = Guarantee(
+    "ClaimingQueue",
+    "send_claimed",
+    "A lease above `capabilities.max_lease` raises `UnsupportedOperation`",
+)
+
 # -- StateStore -------------------------------------------------------------------------------
 
 GET_MISSING = Guarantee("StateStore", "get", "Returns None for a missing key")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from switchboard.errors import LeaseLost, TooLarge, UnsupportedOperation
-from switchboard.interfaces import Broker, Delivery, Queue
+from switchboard.interfaces import Broker, ClaimingQueue, Delivery, Queue
 from switchboard_conformance import guarantees as g
 from switchboard_conformance.fixtures import (
     Conformance,
@@ -583,6 +583,90 @@ class QueueConformance(Conformance):
             f"after the extended lease ran out unacked, got {_describe(again)}",
         )
         queue.ack(again)
+
+    # -- claim on send (only where `capabilities.claim_on_send` is declared) -----------------
+
+    def open_claiming(self, broker: Broker) -> ClaimingQueue:
+        queue = self.open(broker)
+        if not queue.capabilities.claim_on_send:
+            pytest.skip("capability not declared: claim_on_send")
+        assert isinstance(queue, ClaimingQueue), guarantee(
+            g.CLAIM_SETTLES,
+            f"claim_on_send is declared, but {type(queue).__name__} has no send_claimed",
+        )
+        return queue
+
+    @checks(g.CLAIM_EXCLUSIVE, g.CLAIM_REDELIVERY)
+    def test_a_claimed_message_is_hidden_for_its_lease_then_delivered_again(
+        self, broker: Broker, conformance_timing: ConformanceTiming
+    ) -> None:
+        queue = self.open_claiming(broker)
+        lease = min(conformance_timing.lease, queue.capabilities.max_lease)
+        started = time.monotonic()
+        claimed = queue.send_claimed(b"claimed \x00\xff", lease=lease)
+        early, late = _quiet(queue, started + lease - conformance_timing.tolerance, lease=lease)
+        assert not early, guarantee(
+            g.CLAIM_EXCLUSIVE,
+            f"received by another consumer while its {lease}s lease was live: {_describe(early)}",
+        )
+        again = late or _collect(queue, 1, within=conformance_timing.settle, lease=lease)
+        assert again, guarantee(
+            g.CLAIM_REDELIVERY,
+            f"not delivered within {conformance_timing.settle}s after its {lease}s lease "
+            "ran out unsettled",
+        )
+        got = again[0]
+        assert (got.id, got.body, got.attempt) == (claimed.id, claimed.body, 2), guarantee(
+            g.CLAIM_REDELIVERY, f"claimed {_describe([claimed])}, then got {_describe(again)}"
+        )
+        queue.ack(again)
+
+    @checks(g.CLAIM_SETTLES)
+    def test_a_claimed_delivery_settles_like_a_received_one(
+        self, broker: Broker, conformance_timing: ConformanceTiming
+    ) -> None:
+        queue = self.open_claiming(broker)
+        lease = min(conformance_timing.lease, queue.capabilities.max_lease)
+        longer = min(2 * lease + conformance_timing.settle, queue.capabilities.max_lease)
+        started = time.monotonic()
+        acked = queue.send_claimed(b"acked", lease=lease)
+        extended = queue.send_claimed(b"extended", lease=lease)
+        released = queue.send_claimed(b"released", lease=_long_lease(queue))
+        claimed = [acked, extended, released]
+        assert [d.attempt for d in claimed] == [1, 1, 1], guarantee(
+            g.CLAIM_SETTLES, f"claimed deliveries {_describe(claimed)}"
+        )
+        assert [d.body for d in claimed] == [b"acked", b"extended", b"released"], guarantee(
+            g.CLAIM_SETTLES, f"claimed deliveries {_describe(claimed)}"
+        )
+        queue.ack([acked])
+        queue.extend(extended, longer)
+        queue.release(released)
+        # Past the short lease: the acked and the extended one must stay away, the released
+        # one comes back once, with attempt 2.
+        until = started + lease + conformance_timing.settle
+        early, late = _quiet(queue, until, lease=_long_lease(queue))
+        got = early + late
+        assert [(d.id, d.attempt) for d in got] == [(released.id, 2)], guarantee(
+            g.CLAIM_SETTLES,
+            f"acked {acked.id}, extended {extended.id} by {longer}s, released {released.id}; "
+            f"within {lease + conformance_timing.settle}s got {_describe(got)}",
+        )
+        queue.ack(got)
+        queue.ack([extended])
+
+    @checks(g.CLAIM_UNSUPPORTED)
+    def test_send_claimed_with_a_lease_above_max_lease_raises_unsupported(
+        self, broker: Broker
+    ) -> None:
+        queue = self.open_claiming(broker)
+        over = queue.capabilities.max_lease + 1
+        expect_raises(
+            UnsupportedOperation,
+            g.CLAIM_UNSUPPORTED,
+            lambda: queue.send_claimed(b"x", lease=over),
+            f"send_claimed(lease={over}) (max_lease {over - 1})",
+        )
 
     @checks(g.DEAD_LETTER, g.DEAD_LETTERS)
     def test_dead_letter_keeps_body_and_reason(

@@ -90,9 +90,13 @@ class Client:
         )
         if not carries_entry:
             created_entry.result()  # the engine needs the run before its start message
-        runtime.report_encoded(body)
-        indexed.result()
-        existing = created_entry.result()
+        claimed = runtime.send_start(body)
+        try:
+            indexed.result()
+            existing = created_entry.result()
+        finally:
+            if claimed is not None:  # the run's engine is this process's: start it now
+                runtime.adopt(claimed)
         if existing is not None:
             first = existing["events"][0]
             if (first.get("workflow"), first.get("input")) != (name, created["input"]):
@@ -126,17 +130,21 @@ class Client:
         notice = self.runtime.watch(run_id)
         try:
             delay = 0.01
+            # A run this process drives sets the notice when it ends: look at the index
+            # only after the first wait (the run may move to another worker).
+            look = not self.runtime.engine.drives(run_id)
             while True:
                 if notice.status is not None:  # finished by this process's engine
                     status = notice.status
                     break
-                entry = retrying(lambda: self.runtime.index.get(run_id))
+                entry = retrying(lambda: self.runtime.index.get(run_id)) if look else {}
                 if entry is None:
                     raise NotFound(f"no run with id {run_id!r}")
-                if entry["status"] in TERMINAL:
+                if entry.get("status") in TERMINAL:
                     status = self.status(run_id)
                     if status.status in TERMINAL:
                         break
+                look = True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeout(f"run {run_id} did not finish within {timeout}s")

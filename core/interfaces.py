@@ -45,6 +45,9 @@ class QueueCapabilities:
     max_lease: float
     #: Whether dead-lettering after `max_attempts` is done by the service itself.
     native_dead_letter: bool
+    #: Whether the queues are `ClaimingQueue`s: `send_claimed` hands a message to its own
+    #: sender as it enqueues it.
+    claim_on_send: bool = False
 
 
 @runtime_checkable
@@ -135,6 +138,26 @@ class Queue(Protocol):
 
     def close(self) -> None:
         """Release client resources. Safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class ClaimingQueue(Queue, Protocol):
+    """A queue that can deliver a message to its sender as it sends it, as if sent and
+    received at once (`capabilities.claim_on_send`). A worker in the process that starts
+    a run starts on it at once this way, and the run is still redelivered elsewhere if
+    that process dies."""
+
+    def send_claimed(self, body: bytes, *, lease: float) -> Delivery:
+        """Enqueue one body already delivered to the caller, under a lease of `lease`
+        seconds; settle the returned delivery like one from `receive`.
+
+        Guarantees: the message is delivered to no one else while the lease is live; the
+        returned delivery has `attempt` 1 and acks, releases and extends like one from
+        `receive`; a claimed message left unsettled is delivered again after its lease,
+        with `attempt` 2. A lease above `capabilities.max_lease` raises
+        `UnsupportedOperation`.
+        """
         ...
 
 

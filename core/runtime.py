@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from switchboard import wire
 from switchboard.app import App
@@ -26,6 +26,8 @@ from switchboard.history import RunView
 from switchboard.index import RunIndex
 from switchboard.interfaces import (
     Broker,
+    ClaimingQueue,
+    Delivery,
     Executor,
     ExecutorFactory,
     ExecutorHost,
@@ -34,6 +36,7 @@ from switchboard.interfaces import (
 )
 from switchboard.outbox import Outbox
 from switchboard.plugins import Registry, registry
+from switchboard.retry import retrying
 from switchboard.status import RunStatus
 from switchboard.threads import Threads
 from switchboard.tokens import Signer, resolve_secret
@@ -185,6 +188,27 @@ class Runtime:
     def report_encoded(self, body: bytes) -> None:
         """Send a message already encoded within the invocations queue's size limit."""
         self._outbox.send(body)
+
+    def send_start(self, body: bytes) -> Delivery | None:
+        """Send a run's start message (encoded within the queue's size limit).
+
+        When this process consumes the invocations queue and the queue can claim on send,
+        the message is enqueued already delivered to this process, and returned: pass it
+        to `adopt` once the run's first entry is written, and this process's consumer
+        starts the run at once. No trip through the queue, no other worker racing for
+        it, and if this process dies first, the lease ends and any worker gets it.
+        """
+        consumer = self._consumers[0] if self._consumers else None
+        queue = self.invocations
+        if consumer is None or not queue.capabilities.claim_on_send:
+            self.report_encoded(body)
+            return None
+        claiming = cast(ClaimingQueue, queue)
+        return retrying(lambda: claiming.send_claimed(body, lease=consumer.lease))
+
+    def adopt(self, delivery: Delivery) -> None:
+        """Handle a start message `send_start` claimed, as if the consumer had received it."""
+        self._consumers[0].adopt(delivery)
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 

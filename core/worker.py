@@ -62,6 +62,22 @@ class Consumer:
         with self._room:
             return len(self._inflight)
 
+    @property
+    def lease(self) -> float:
+        """The lease, in seconds, this consumer takes (and keeps extending) on a delivery."""
+        return self._lease
+
+    def adopt(self, delivery: Delivery) -> None:
+        """Handle a delivery this consumer did not receive (one from `send_claimed`, under
+        `lease`) as if it had: hand it to the handler, keep its lease alive, settle it.
+        A stopping consumer gives it back at once."""
+        if self._stopping.is_set():
+            self._safely(lambda: self.source.release(delivery))
+            return
+        with self._room:
+            self._inflight[delivery.id] = (delivery, time.monotonic())
+        self._dispatch(delivery)
+
     def stop_taking(self) -> None:
         """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
         self._stopping.set()

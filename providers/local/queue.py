@@ -27,6 +27,7 @@ MEMORY_CAPABILITIES = QueueCapabilities(
     max_delay=365 * 24 * 3600.0,
     max_lease=24 * 3600.0,
     native_dead_letter=True,
+    claim_on_send=True,
 )
 
 
@@ -65,6 +66,17 @@ class MemoryQueue:
             for body in bodies:
                 self._add(_Message(ids.hex_id(), bytes(body)), delay)
             self._cond.notify_all()
+
+    def send_claimed(self, body: bytes, *, lease: float) -> Delivery:
+        check_send(self, [body], 0.0)
+        check_request(self, lease=lease)
+        message = _Message(ids.hex_id(), bytes(body), attempt=1)
+        with self._cond:
+            message.lease = next(self._leases)
+            self._messages[message.id] = message
+            self._push_timed(time.monotonic() + lease, message.id, message.lease)
+            self._cond.notify_all()  # a receiver's wait must now end by this lease
+        return Delivery(message.body, message.id, 1, [message.lease])
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
@@ -210,6 +222,7 @@ SQLITE_CAPABILITIES = QueueCapabilities(
     max_delay=365 * 24 * 3600.0,
     max_lease=24 * 3600.0,
     native_dead_letter=True,
+    claim_on_send=True,
 )
 
 
@@ -246,6 +259,25 @@ class SqliteQueue:
 
         self._db.write(insert)
         self._signal.notify()
+
+    def send_claimed(self, body: bytes, *, lease: float) -> Delivery:
+        check_send(self, [body], 0.0)
+        check_request(self, lease=lease)
+        message_id, token = ids.hex_id(), ids.hex_id()
+        row = (self.name, message_id, bytes(body), time.time() + lease, token, self._db.owner)
+        # Durable like `send`; as leased as `receive` leaves it, so no one else sees it
+        # until the lease ends (or this process dies: the next `Database` reclaims it).
+        self._db.write(
+            lambda db: (
+                db.execute(
+                    "INSERT INTO messages (channel, id, body, attempt, visible_at, lease, owner) "
+                    "VALUES (?, ?, ?, 1, ?, ?, ?)",
+                    row,
+                ).rowcount
+            ),
+            single=True,
+        )
+        return Delivery(bytes(body), message_id, 1, token)
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,47 @@ def test_a_stale_live_run_reloads_instead_of_dropping_a_result() -> None:
     assert client.wait(run_id, timeout=10).output == "done"
     for runtime in engines:
         runtime.close()
+
+
+def test_a_worker_starts_its_own_runs_without_a_trip_through_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`client.start` in a worker process claims the start message as it sends it
+    (`ClaimingQueue.send_claimed`): its own engine runs the run at once, no `receive`
+    anywhere returns the message, and another worker polling the queue does not get it."""
+    from switchboard.providers.local.queue import SqliteBroker, SqliteQueue
+
+    received: list[bytes] = []
+    receive = SqliteQueue.receive
+
+    def recording(self: SqliteQueue, *args: Any, **kwargs: Any) -> list[Any]:
+        got = receive(self, *args, **kwargs)
+        received.extend(d.body for d in got)
+        return got
+
+    monkeypatch.setattr(SqliteQueue, "receive", recording)
+    app = sb.App("eager")
+    release = threading.Event()
+
+    @app.task
+    def hold() -> str:
+        release.wait(30)
+        return "held"
+
+    @app.workflow
+    def once(ctx: sb.Context) -> str:
+        return hold()
+
+    path = str(tmp_path / "runs.db")
+    with sb.local(app, path=path) as client:
+        run_id = client.start(once)
+        other = SqliteBroker(path)
+        try:
+            rival = other.queue(client.runtime.invocations.name)
+            assert rival.receive(10, wait=0.5, lease=30) == []
+        finally:
+            other.close()
+            release.set()
+        assert client.wait(run_id, timeout=30).output == "held"
+    starts = [body for body in received if wire.loads(body).get("kind") == wire.RUN_START]
+    assert starts == [], "the start message went through the queue"

@@ -35,6 +35,10 @@ class RecordingQueue:
         self._sent.extend(bodies)
         self._inner.send(bodies, delay=delay)
 
+    def send_claimed(self, body: bytes, *, lease: float) -> Any:
+        self._sent.append(body)
+        return self._inner.send_claimed(body, lease=lease)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
