@@ -96,7 +96,9 @@ class Client:
             existing = created_entry.result()
         finally:
             if claimed is not None:  # the run's engine is this process's: start it now
-                runtime.adopt(claimed)
+                # Whether the entry in the message is the run's whole history so far.
+                wrote = created_entry.exception() is None and created_entry.result() is None
+                runtime.adopt(claimed, created=carries_entry and wrote)
         if existing is not None:
             first = existing["events"][0]
             if (first.get("workflow"), first.get("input")) != (name, created["input"]):

@@ -156,13 +156,20 @@ class Engine:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def handle(self, delivery: Delivery, *, settle_by: float | None = None) -> Future[Settlement]:
+    def handle(
+        self, delivery: Delivery, *, settle_by: float | None = None, created: bool = False
+    ) -> Future[Settlement]:
         """Accept one delivery from the invocations queue; the future says how to settle it
         once its effects are recorded (or that it is malformed and must be dead-lettered).
 
         While the delivery is held, tasks run inline only until `settle_by` (a
         `time.monotonic()` value; default: `max_inline_seconds` from now); after it, they
         go to the executor so the delivery settles.
+
+        `created` says the delivery is a start message whose sender has just written the
+        entry it carries as the run's first: a new driver starts from that entry instead
+        of reading the history. (Should another worker have added to it meanwhile, the
+        driver's first write conflicts and it reloads.)
         """
         future: Future[Settlement] = Future()
         try:
@@ -182,7 +189,7 @@ class Engine:
             return future
         if settle_by is None:
             settle_by = time.monotonic() + self.max_inline_seconds
-        self._route(message.run, _Inbound(message, future, settle_by))
+        self._route(message.run, _Inbound(message, future, settle_by), created=created)
         return future
 
     def _postpone(self, message: wire.Message) -> bool:
@@ -208,7 +215,7 @@ class Engine:
             lambda: self.invocations.send([encoded], delay=max(0.0, min(delay, caps.max_delay)))
         )
 
-    def _route(self, run_id: str, inbound: _Inbound) -> None:
+    def _route(self, run_id: str, inbound: _Inbound, *, created: bool = False) -> None:
         first_entry = None
         if inbound.message is not None and inbound.message.kind == wire.RUN_START:
             first_entry = inbound.message.get("entry")
@@ -216,7 +223,9 @@ class Engine:
             driver = self._drivers.get(run_id)
             fresh = driver is None
             if driver is None:
-                driver = self._drivers[run_id] = RunDriver(self, run_id, first_entry=first_entry)
+                driver = self._drivers[run_id] = RunDriver(
+                    self, run_id, first_entry=first_entry, created=created and bool(first_entry)
+                )
             driver.inbox.put(inbound)
         if fresh:
             driver.start()
@@ -285,11 +294,14 @@ class RunDriver:
         *,
         redispatch: bool = False,
         first_entry: dict[str, Any] | None = None,
+        created: bool = False,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
-        #: Entry 0 carried by the start message that woke the driver (see `_create`).
+        #: Entry 0 carried by the start message that woke the driver (see `_create`), and
+        #: whether its sender wrote it (the driver then starts from it without a read).
         self._first_entry = first_entry
+        self._created = created
         self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
         self.view = RunView(run_id)
         self.ctx: Context | None = None
@@ -334,9 +346,12 @@ class RunDriver:
         # (including a BaseException from a dying process) gives the messages back.
         leftover = Settlement("release")
         try:
-            self.view = retrying(
-                lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
-            )
+            if self._created and self._first_entry is not None:
+                self.view.apply_entry(self._first_entry)
+            else:
+                self.view = retrying(
+                    lambda: history.load(self.engine.blobs, self.engine.store, self.run_id)
+                )
             if not self.view.exists and self._first_entry is not None:
                 self._create()
             if not self.view.exists:

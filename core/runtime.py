@@ -9,6 +9,7 @@ with workers on.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections import OrderedDict
@@ -206,9 +207,10 @@ class Runtime:
         claiming = cast(ClaimingQueue, queue)
         return retrying(lambda: claiming.send_claimed(body, lease=consumer.lease))
 
-    def adopt(self, delivery: Delivery) -> None:
-        """Handle a start message `send_start` claimed, as if the consumer had received it."""
-        self._consumers[0].adopt(delivery)
+    def adopt(self, delivery: Delivery, *, created: bool) -> None:
+        """Handle a start message `send_start` claimed, as if the consumer had received it;
+        `created`: the client wrote the entry it carries (see `Engine.handle`)."""
+        self._consumers[0].adopt(delivery, functools.partial(self.engine.handle, created=created))
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 

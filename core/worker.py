@@ -67,16 +67,16 @@ class Consumer:
         """The lease, in seconds, this consumer takes (and keeps extending) on a delivery."""
         return self._lease
 
-    def adopt(self, delivery: Delivery) -> None:
+    def adopt(self, delivery: Delivery, handler: Handler | None = None) -> None:
         """Handle a delivery this consumer did not receive (one from `send_claimed`, under
-        `lease`) as if it had: hand it to the handler, keep its lease alive, settle it.
-        A stopping consumer gives it back at once."""
+        `lease`) as if it had: hand it to the handler (or to `handler`, for this one),
+        keep its lease alive, settle it. A stopping consumer gives it back at once."""
         if self._stopping.is_set():
             self._safely(lambda: self.source.release(delivery))
             return
         with self._room:
             self._inflight[delivery.id] = (delivery, time.monotonic())
-        self._dispatch(delivery)
+        self._dispatch(delivery, handler or self._handler)
 
     def stop_taking(self) -> None:
         """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
@@ -118,11 +118,11 @@ class Consumer:
             for delivery in deliveries:
                 with self._room:
                     self._inflight[delivery.id] = (delivery, now)
-                self._dispatch(delivery)
+                self._dispatch(delivery, self._handler)
 
-    def _dispatch(self, delivery: Delivery) -> None:
+    def _dispatch(self, delivery: Delivery, handler: Handler) -> None:
         try:
-            future = self._handler(delivery)
+            future = handler(delivery)
         except Exception as exc:  # a handler bug must not stop the consumer
             log.exception("%s: handler failed on %s", self._name, delivery.id)
             future = Future()
