@@ -323,6 +323,8 @@ class RunDriver:
         self._indexed_at = time.monotonic()
         self._cancelled = False
         self._nondeterminism: NonDeterminismError | None = None
+        #: The history entry being written while an inline task runs (see `_commit`).
+        self._writing: Future[None] | None = None
 
     def start(self) -> None:
         self.engine._threads.run(self._run)
@@ -552,7 +554,9 @@ class RunDriver:
         steps = self.view.steps
         while any(steps[seq].open for seq in seqs):
             inline = self._inline_candidate(seqs)
-            if inline is None or not self._only_decisions():
+            if inline is not None and self._only_decisions():
+                self._commit(meanwhile=True)
+            else:
                 self._flush(settle=inline is None, index=inline is None or self._index_overdue())
             if inline is not None:
                 self._run_inline(inline)
@@ -577,10 +581,10 @@ class RunDriver:
 
     def _only_decisions(self) -> bool:
         """Whether what is uncommitted is only what a replay decides again (the run
-        starting, steps scheduled) with nothing waiting to go out. Before an inline task
-        that needs no commit: no outcome comes before it, and its own outcome is then
-        committed with these decisions, one write fewer (a run's first step). A crash
-        meanwhile redelivers the held message and the replay decides the same."""
+        starting, steps scheduled) with nothing waiting to go out. Before an inline task,
+        such an entry is written while the task runs (a run's first step): no outcome
+        comes before the task, and a crash meanwhile redelivers the held message, whose
+        replay decides the same."""
         return (
             not self._to_dispatch
             and not self._timers
@@ -752,6 +756,7 @@ class RunDriver:
     def _flush(self, *, settle: bool, index: bool = True) -> None:
         """Commit pending events as one history entry, then dispatch, update the index
         (unless told not to), then settle."""
+        self._written()
         if self._pending:
             self._commit()
         if self._redispatch:
@@ -763,7 +768,10 @@ class RunDriver:
         if settle:
             self._settle_held(ACK)
 
-    def _commit(self) -> None:
+    def _commit(self, *, meanwhile: bool = False) -> None:
+        """Write the pending events as the next history entry; with `meanwhile`, on
+        another thread while this one goes on (`_written` waits for it)."""
+        self._written()
         entry = {
             "v": wire.VERSION,
             "n": self.view.next_n,
@@ -776,12 +784,29 @@ class RunDriver:
         except SerializationError as exc:  # pragma: no cover - values were checked on entry
             raise AssertionError(f"unserialisable history entry: {exc}") from exc
         key = history.entry_key(self.view.next_n)
-        try:
-            retrying(lambda: self.engine.blobs.put_record(self.run_id, key, data, expect=ABSENT))
-        except Conflict:
-            self._hand_over()
+        blobs = self.engine.blobs
+
+        def write() -> None:
+            retrying(lambda: blobs.put_record(self.run_id, key, data, expect=ABSENT))
+
+        if meanwhile:
+            self._writing = self.engine._threads.submit(write)
+        else:
+            try:
+                write()
+            except Conflict:
+                self._hand_over()
         self.view.next_n += 1
         self._pending, self._pending_consumed = [], []
+
+    def _written(self) -> None:
+        """Wait for the entry `_commit(meanwhile=True)` is writing, if any."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            try:
+                writing.result()
+            except Conflict:
+                self._hand_over()
 
     def _ignore(self) -> None:
         """Before ignoring a message as stale, make sure it is not *our* view that is stale:
