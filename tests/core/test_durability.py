@@ -311,3 +311,34 @@ def test_a_worker_starts_its_own_runs_without_a_trip_through_the_queue(
         assert client.wait(run_id, timeout=30).output == "held"
     starts = [body for body in received if wire.loads(body).get("kind") == wire.RUN_START]
     assert starts == [], "the start message went through the queue"
+
+
+def test_status_shows_a_run_running_its_first_inline_step(local_mode: str, tmp_path: Path) -> None:
+    """The entry that starts a run and schedules its first step is written while that step
+    runs inline: `client.status` says running, with the step open, before it ends."""
+    app = sb.App("first-step")
+    release = threading.Event()
+
+    @app.task
+    def slow() -> str:
+        release.wait(30)
+        return "done"
+
+    @app.workflow
+    def once(ctx: sb.Context) -> str:
+        return slow()
+
+    path = str(tmp_path / "runs.db") if local_mode == "sqlite" else None
+    with sb.local(app, path=path) as client:
+        run_id = client.start(once)
+        try:
+            deadline = time.monotonic() + 10
+            status = client.status(run_id)
+            while status.status != "running" and time.monotonic() < deadline:
+                time.sleep(0.01)
+                status = client.status(run_id)
+            assert status.status == "running"
+            assert [step.name for step in status.steps] == ["slow"]
+        finally:
+            release.set()
+        assert client.wait(run_id, timeout=30).output == "done"
