@@ -324,7 +324,7 @@ class RunDriver:
         self._cancelled = False
         self._nondeterminism: NonDeterminismError | None = None
         #: The history entry being written while an inline task runs (see `_commit`).
-        self._writing: Future[None] | None = None
+        self._writing: tuple[Future[None], list[dict[str, Any]], list[str]] | None = None
 
     def start(self) -> None:
         self.engine._threads.run(self._run)
@@ -756,9 +756,10 @@ class RunDriver:
     def _flush(self, *, settle: bool, index: bool = True) -> None:
         """Commit pending events as one history entry, then dispatch, update the index
         (unless told not to), then settle."""
-        self._written()
         if self._pending:
             self._commit()
+        else:
+            self._written()
         if self._redispatch:
             self._redispatch = False
             self._redispatch_open_steps()
@@ -770,8 +771,10 @@ class RunDriver:
 
     def _commit(self, *, meanwhile: bool = False) -> None:
         """Write the pending events as the next history entry; with `meanwhile`, on
-        another thread while this one goes on (`_written` waits for it)."""
-        self._written()
+        another thread while this one goes on (`_written` waits for it). An entry whose
+        write had not begun when the next one is committed goes into that one instead:
+        a quick task then costs no write of its own."""
+        self._written(fold=True)
         entry = {
             "v": wire.VERSION,
             "n": self.view.next_n,
@@ -790,7 +793,8 @@ class RunDriver:
             retrying(lambda: blobs.put_record(self.run_id, key, data, expect=ABSENT))
 
         if meanwhile:
-            self._writing = self.engine._threads.submit(write)
+            future = self.engine._threads.submit(write)
+            self._writing = (future, self._pending, self._pending_consumed)
         else:
             try:
                 write()
@@ -799,14 +803,21 @@ class RunDriver:
         self.view.next_n += 1
         self._pending, self._pending_consumed = [], []
 
-    def _written(self) -> None:
-        """Wait for the entry `_commit(meanwhile=True)` is writing, if any."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            try:
-                writing.result()
-            except Conflict:
-                self._hand_over()
+    def _written(self, *, fold: bool = False) -> None:
+        """Wait for the entry `_commit(meanwhile=True)` is writing, if any; with `fold`,
+        take its events back into the pending ones if its write has not begun."""
+        if self._writing is None:
+            return
+        (future, events, consumed), self._writing = self._writing, None
+        if fold and future.cancel():
+            self.view.next_n -= 1
+            self._pending = events + self._pending
+            self._pending_consumed = consumed + self._pending_consumed
+            return
+        try:
+            future.result()
+        except Conflict:
+            self._hand_over()
 
     def _ignore(self) -> None:
         """Before ignoring a message as stale, make sure it is not *our* view that is stale:
