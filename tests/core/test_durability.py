@@ -269,6 +269,24 @@ def test_a_stale_live_run_reloads_instead_of_dropping_a_result() -> None:
         runtime.close()
 
 
+def _one_held_task(name: str) -> tuple[sb.App, threading.Event]:
+    """An app whose workflow `once` runs one task, `hold`, that returns "held" once the
+    event is set."""
+    app = sb.App(name)
+    release = threading.Event()
+
+    @app.task
+    def hold() -> str:
+        release.wait(30)
+        return "held"
+
+    @app.workflow
+    def once(ctx: sb.Context) -> str:
+        return hold()
+
+    return app, release
+
+
 def test_a_worker_starts_its_own_runs_without_a_trip_through_the_queue(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,21 +304,10 @@ def test_a_worker_starts_its_own_runs_without_a_trip_through_the_queue(
         return got
 
     monkeypatch.setattr(SqliteQueue, "receive", recording)
-    app = sb.App("eager")
-    release = threading.Event()
-
-    @app.task
-    def hold() -> str:
-        release.wait(30)
-        return "held"
-
-    @app.workflow
-    def once(ctx: sb.Context) -> str:
-        return hold()
-
+    app, release = _one_held_task("eager")
     path = str(tmp_path / "runs.db")
     with sb.local(app, path=path) as client:
-        run_id = client.start(once)
+        run_id = client.start("once")
         other = SqliteBroker(path)
         try:
             rival = other.queue(client.runtime.invocations.name)
@@ -316,21 +323,10 @@ def test_a_worker_starts_its_own_runs_without_a_trip_through_the_queue(
 def test_status_shows_a_run_running_its_first_inline_step(local_mode: str, tmp_path: Path) -> None:
     """The entry that starts a run and schedules its first step is written while that step
     runs inline: `client.status` says running, with the step open, before it ends."""
-    app = sb.App("first-step")
-    release = threading.Event()
-
-    @app.task
-    def slow() -> str:
-        release.wait(30)
-        return "done"
-
-    @app.workflow
-    def once(ctx: sb.Context) -> str:
-        return slow()
-
+    app, release = _one_held_task("first-step")
     path = str(tmp_path / "runs.db") if local_mode == "sqlite" else None
     with sb.local(app, path=path) as client:
-        run_id = client.start(once)
+        run_id = client.start("once")
         try:
             deadline = time.monotonic() + 10
             status = client.status(run_id)
@@ -338,7 +334,7 @@ def test_status_shows_a_run_running_its_first_inline_step(local_mode: str, tmp_p
                 time.sleep(0.01)
                 status = client.status(run_id)
             assert status.status == "running"
-            assert [step.name for step in status.steps] == ["slow"]
+            assert [step.name for step in status.steps] == ["hold"]
         finally:
             release.set()
-        assert client.wait(run_id, timeout=30).output == "done"
+        assert client.wait(run_id, timeout=30).output == "held"
