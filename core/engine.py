@@ -98,6 +98,16 @@ class _Cancelled(BaseException):
     """Unwinds a workflow whose run was cancelled."""
 
 
+class _EngineFailed(BaseException):
+    """Unwinds a workflow past its own `except` clauses when the engine fails under it
+    (a provider outage beyond `retrying`, a bug): that is not the workflow's outcome, and
+    the driver gives its messages back to be retried."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True)
 class _Inbound:
     message: wire.Message | None  # None asks the driver to stop
@@ -419,6 +429,8 @@ class RunDriver:
             pass
         except _Stop:
             raise
+        except _EngineFailed as failed:
+            raise failed.error from None  # to `_main`: the messages are retried later
         except Exception as exc:  # noqa: BLE001 - the workflow's failure is the run's outcome
             self._add({"e": "run.failed", "error": describe(self._nondeterminism or exc)})
 
@@ -551,6 +563,15 @@ class RunDriver:
     # -- waiting -------------------------------------------------------------------------------
 
     def _wait_until(self, seqs: list[int]) -> None:
+        """Commit, dispatch, run inline and take messages until the steps are closed.
+        Called from workflow code: an error of the engine's own passes through it as
+        `_EngineFailed`, never as an exception the workflow could take for its own."""
+        try:
+            self._advance_until(seqs)
+        except Exception as exc:  # re-raised to the driver by `_run_workflow`
+            raise _EngineFailed(exc) from exc
+
+    def _advance_until(self, seqs: list[int]) -> None:
         steps = self.view.steps
         while any(steps[seq].open for seq in seqs):
             inline = self._inline_candidate(seqs)

@@ -17,6 +17,7 @@ import pytest
 
 import switchboard as sb
 from switchboard import wire
+from switchboard.errors import TransientProviderError
 
 HERE = Path(__file__).parent
 
@@ -338,3 +339,65 @@ def test_status_shows_a_run_running_its_first_inline_step(local_mode: str, tmp_p
         finally:
             release.set()
         assert client.wait(run_id, timeout=30).output == "held"
+
+
+class _OutageStore:
+    """A state store whose history writes fail transiently `failures` times from entry
+    `from_entry` on: an outage longer than the engine's retries."""
+
+    def __init__(self, inner: Any, from_entry: int, failures: int) -> None:
+        self._inner, self._from, self.failures = inner, from_entry, failures
+
+    def put(self, partition: str, key: str, value: bytes, **kwargs: Any) -> str:
+        if key.startswith("h/") and int(key[2:]) >= self._from and self.failures > 0:
+            self.failures -= 1
+            raise TransientProviderError("injected: the store is down")
+        return str(self._inner.put(partition, key, value, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_store_outage_beyond_the_retries_is_retried_not_the_runs_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An engine error under a running workflow (here a history write failing past
+    `retrying`) is not the workflow's exception: the workflow cannot catch it, the run
+    does not fail, and its messages come back until the store does."""
+    from switchboard import engine
+    from switchboard.client import Client
+    from switchboard.executors import queue_executor
+    from switchboard.providers.local.queue import MemoryBroker
+    from switchboard.providers.local.state import MemoryStateStore
+    from switchboard.retry import retrying
+    from switchboard.runtime import Runtime
+
+    # Two quick attempts per operation, so the outage (three failures) outlasts them.
+    monkeypatch.setattr(engine, "retrying", lambda op: retrying(op, attempts=2, first_delay=0))
+    app = sb.App("outage")
+    caught: list[BaseException] = []
+
+    @app.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    @app.workflow
+    def chain(ctx: sb.Context, n: int) -> int:
+        x = 0
+        for _ in range(n):
+            try:
+                x = inc(x)
+            except Exception as exc:  # what a workflow must never see of an outage
+                caught.append(exc)
+                raise
+        return x
+
+    store = _OutageStore(MemoryStateStore(), from_entry=3, failures=3)
+    runtime = Runtime(app, MemoryBroker(), store, queue_executor, None, workers=2)  # type: ignore[arg-type]
+    with Client(runtime) as client:
+        run_id = client.start(chain, 5)
+        assert client.wait(run_id, timeout=60).output == 5
+        events = [event.type for event in client.history(run_id)]
+    assert store.failures == 0, "the outage was never hit"
+    assert caught == []
+    assert "run.failed" not in events
