@@ -195,17 +195,23 @@ class Runtime:
 
         When this process consumes the invocations queue and the queue can claim on send,
         the message is enqueued already delivered to this process, and returned: pass it
-        to `adopt` once the run's first entry is written, and this process's consumer
+        to `adopt` once the run's first entry is written (it has a slot of the consumer's
+        `max_inflight` reserved; with none free, it is sent as usual), and the consumer
         starts the run at once. No trip through the queue, no other worker racing for
         it, and if this process dies first, the lease ends and any worker gets it.
         """
         consumer = self._consumers[0] if self._consumers else None
         queue = self.invocations
-        if consumer is None or not queue.capabilities.claim_on_send:
+        # With no slot free (max_inflight runs held), the run waits in the queue instead.
+        if consumer is None or not queue.capabilities.claim_on_send or not consumer.reserve():
             self.report_encoded(body)
             return None
         claiming = cast(ClaimingQueue, queue)
-        return retrying(lambda: claiming.send_claimed(body, lease=consumer.lease))
+        try:
+            return retrying(lambda: claiming.send_claimed(body, lease=consumer.lease))
+        except BaseException:
+            consumer.unreserve()
+            raise
 
     def adopt(self, delivery: Delivery, *, created: bool) -> None:
         """Handle a start message `send_start` claimed, as if the consumer had received it;

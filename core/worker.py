@@ -43,6 +43,8 @@ class Consumer:
         self._poll = poll
         self._name = name
         self._inflight: dict[str, tuple[Delivery, float]] = {}
+        #: Slots taken by `reserve` for deliveries `adopt` will bring.
+        self._reserved = 0
         self._settled: queue.SimpleQueue[tuple[Delivery, Settlement] | None] = queue.SimpleQueue()
         self._room = threading.Condition()
         self._stopping = threading.Event()
@@ -67,16 +69,40 @@ class Consumer:
         """The lease, in seconds, this consumer takes (and keeps extending) on a delivery."""
         return self._lease
 
+    def reserve(self) -> bool:
+        """Take a slot for a delivery `adopt` will bring, if one is free: adopted
+        deliveries count against `max_inflight` like received ones (a receive already
+        waiting when the slot is taken may still bring its batch)."""
+        with self._room:
+            if self._stopping.is_set() or self._taken() >= self._max_inflight:
+                return False
+            self._reserved += 1
+            return True
+
+    def unreserve(self) -> None:
+        """Give back a slot `reserve` took, for a delivery that will not come."""
+        with self._room:
+            self._reserved -= 1
+            self._room.notify_all()
+
     def adopt(self, delivery: Delivery, handler: Handler | None = None) -> None:
-        """Handle a delivery this consumer did not receive (one from `send_claimed`, under
-        `lease`) as if it had: hand it to the handler (or to `handler`, for this one),
-        keep its lease alive, settle it. A stopping consumer gives it back at once."""
-        if self._stopping.is_set():
+        """Handle, in a slot taken with `reserve`, a delivery this consumer did not
+        receive (one from `send_claimed`, under `lease`) as if it had: hand it to the
+        handler (or to `handler`, for this one), keep its lease alive, settle it. A
+        stopping consumer gives it back at once."""
+        with self._room:
+            self._reserved -= 1
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._inflight[delivery.id] = (delivery, time.monotonic())
+        if stopping:
             self._safely(lambda: self.source.release(delivery))
             return
-        with self._room:
-            self._inflight[delivery.id] = (delivery, time.monotonic())
         self._dispatch(delivery, handler or self._handler)
+
+    def _taken(self) -> int:
+        """Slots in use: deliveries held and slots reserved (call it holding `_room`)."""
+        return len(self._inflight) + self._reserved
 
     def stop_taking(self) -> None:
         """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
@@ -101,9 +127,9 @@ class Consumer:
         batch = self.source.capabilities.max_batch
         while not self._stopping.is_set():
             with self._room:
-                while len(self._inflight) >= self._max_inflight and not self._stopping.is_set():
+                while self._taken() >= self._max_inflight and not self._stopping.is_set():
                     self._room.wait(0.5)
-                room = self._max_inflight - len(self._inflight)
+                room = self._max_inflight - self._taken()
             if self._stopping.is_set():
                 return
             try:

@@ -401,3 +401,33 @@ def test_a_store_outage_beyond_the_retries_is_retried_not_the_runs_failure(
     assert store.failures == 0, "the outage was never hit"
     assert caught == []
     assert "run.failed" not in events
+
+
+def test_a_worker_claims_its_starts_only_while_it_has_room() -> None:
+    """Claimed starts count against the consumer's `max_inflight` like received messages:
+    past it, `client.start` sends the message as usual, and the run waits in the queue."""
+    from switchboard.client import Client
+    from switchboard.executors import queue_executor
+    from switchboard.providers.local.queue import MemoryBroker
+    from switchboard.providers.local.state import MemoryStateStore
+    from switchboard.runtime import Runtime
+
+    app, release = _one_held_task("room")
+    runtime = Runtime(
+        app, MemoryBroker(), MemoryStateStore(), queue_executor, None, workers=2, max_inflight=1
+    )
+    with Client(runtime) as client:
+        run_ids = [client.start("once") for _ in range(4)]
+        try:
+            time.sleep(0.3)
+            # One claimed, and at most one more from a receive that was already waiting.
+            held = runtime.consumers[0].holding
+            assert 1 <= held <= 2
+            assert runtime.engine.live_runs == held
+            waiting = runtime.invocations.receive(10, wait=0.2, lease=30)
+            assert len(waiting) == 4 - held, "the starts beyond max_inflight wait in the queue"
+            for delivery in waiting:
+                runtime.invocations.release(delivery)
+        finally:
+            release.set()
+        assert [client.wait(run_id, timeout=30).output for run_id in run_ids] == ["held"] * 4
