@@ -329,9 +329,12 @@ def _find(report: Report, system: str, key: str, size: int | None = None) -> Ser
     return None
 
 
-def ratios(report: Report) -> list[tuple[str, str, str, float]]:
-    """(workload, Switchboard mode, peer, how many times the peer's steps/s)."""
-    found: list[tuple[str, str, str, float]] = []
+def ratios(
+    report: Report,
+) -> list[tuple[str, str, str, float, tuple[float, float] | None]]:
+    """(workload, Switchboard mode, peer, how many times the peer's steps/s, and the
+    lowest and highest of that ratio within one repetition)."""
+    found: list[tuple[str, str, str, float, tuple[float, float] | None]] = []
     for series in report.series:
         if series.system not in SWITCHBOARD_SYSTEMS or series.steps_per_second is None:
             continue
@@ -344,9 +347,22 @@ def ratios(report: Report) -> list[tuple[str, str, str, float]]:
                         LABELS[series.system],
                         LABELS[peer],
                         series.steps_per_second / other.steps_per_second,
+                        paired(series, other),
                     )
                 )
     return found
+
+
+def paired(ours: Series, other: Series) -> tuple[float, float] | None:
+    """The lowest and highest ratio of one repetition's times (the systems take turns
+    within a repetition, so both ran on the host as it was then); None unless every
+    repetition of both succeeded."""
+    if ours.failures or other.failures or not ours.seconds:
+        return None
+    if len(ours.seconds) != len(other.seconds):
+        return None
+    each = [theirs / mine for mine, theirs in zip(ours.seconds, other.seconds, strict=True)]
+    return min(each), max(each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,10 +580,16 @@ def render(report: Report) -> str:
     add("")
     add("## Ratios (Switchboard steps/s divided by the peer's, same run)")
     add("")
-    add("| workload | Switchboard | peer | ratio |")
-    add("| --- | --- | --- | ---: |")
-    for name, ours, peer, ratio in ratios(report):
-        add(f"| {name} | {ours} | {peer} | {ratio:,.1f}x |")
+    add(
+        "The ratio is of the medians; beside it, the lowest and highest ratio within one "
+        "repetition, in which the systems ran one after another."
+    )
+    add("")
+    add("| workload | Switchboard | peer | ratio | within a repetition |")
+    add("| --- | --- | --- | ---: | ---: |")
+    for name, ours, peer, ratio, spread in ratios(report):
+        within = f"{spread[0]:,.1f}-{spread[1]:,.1f}x" if spread else "-"
+        add(f"| {name} | {ours} | {peer} | {ratio:,.1f}x | {within} |")
     add("")
     add("## W4: per-step cost by chain length")
     add("")
@@ -696,7 +718,7 @@ def print_summary(report: Report) -> None:
     if found:
         print()
         print("Switchboard's steps/s over each peer's, measured in this run:")
-        for name, ours, peer, ratio in found:
+        for name, ours, peer, ratio, _ in found:
             print(f"  {name:<24} {ours:<22} vs {peer:<22} {ratio:8.1f}x")
     print()
     for target, measured, verdict in targets(report):
