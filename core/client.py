@@ -139,13 +139,14 @@ class Client:
                 if notice.status is not None:  # finished by this process's engine
                     status = notice.status
                     break
-                entry = retrying(lambda: self.runtime.index.get(run_id)) if look else {}
-                if entry is None:
-                    raise NotFound(f"no run with id {run_id!r}")
-                if entry.get("status") in TERMINAL:
-                    status = self.status(run_id)
-                    if status.status in TERMINAL:
-                        break
+                if look:
+                    entry = retrying(lambda: self.runtime.index.get(run_id))
+                    if entry is None:
+                        raise NotFound(f"no run with id {run_id!r}")
+                    if entry["status"] in TERMINAL:
+                        status = self.status(run_id)
+                        if status.status in TERMINAL:
+                            break
                 look = True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

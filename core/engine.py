@@ -234,7 +234,7 @@ class Engine:
             fresh = driver is None
             if driver is None:
                 driver = self._drivers[run_id] = RunDriver(
-                    self, run_id, first_entry=first_entry, created=created and bool(first_entry)
+                    self, run_id, first_entry=first_entry, created=created
                 )
             driver.inbox.put(inbound)
         if fresh:

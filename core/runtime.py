@@ -137,19 +137,20 @@ class Runtime:
             threads=self._threads,
         )
         self._consumers: list[Consumer] = []
+        #: The consumer of the invocations queue, which `send_start` hands claimed starts to.
+        self._intake: Consumer | None = None
         self._pool: TaskPool | None = None
         if workers > 0:
             for _ in range(2):  # for the first runs' drivers
                 self._threads.spawn()
-            self._consumers.append(
-                Consumer(
-                    self.invocations,
-                    self.engine.handle,
-                    name="invocations",
-                    lease=lease,
-                    max_inflight=max_inflight,
-                )
+            self._intake = Consumer(
+                self.invocations,
+                self.engine.handle,
+                name="invocations",
+                lease=lease,
+                max_inflight=max_inflight,
             )
+            self._consumers.append(self._intake)
             if isinstance(self.executor, QueueExecutor):
                 self._pool = TaskPool(self.task_runner.run, workers)
                 self._consumers.append(
@@ -200,7 +201,7 @@ class Runtime:
         starts the run at once. No trip through the queue, no other worker racing for
         it, and if this process dies first, the lease ends and any worker gets it.
         """
-        consumer = self._consumers[0] if self._consumers else None
+        consumer = self._intake
         queue = self.invocations
         # With no slot free (max_inflight runs held), the run waits in the queue instead.
         if consumer is None or not queue.capabilities.claim_on_send or not consumer.reserve():
@@ -216,7 +217,8 @@ class Runtime:
     def adopt(self, delivery: Delivery, *, created: bool) -> None:
         """Handle a start message `send_start` claimed, as if the consumer had received it;
         `created`: the client wrote the entry it carries (see `Engine.handle`)."""
-        self._consumers[0].adopt(delivery, functools.partial(self.engine.handle, created=created))
+        assert self._intake is not None  # only a claimed start comes here
+        self._intake.adopt(delivery, functools.partial(self.engine.handle, created=created))
 
     # -- local completion notices, so `client.wait` need not poll an in-process engine --------
 
