@@ -20,11 +20,21 @@ local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
 """
 
 
+#: Connections one client keeps at most. A burst of more concurrent operations waits for a
+#: free one (up to `POOL_WAIT` seconds) instead of failing: redis-py's default pool raises
+#: "Too many connections" past 100 at once, which a worker's many run threads can reach.
+POOL_SIZE = 100
+POOL_WAIT = 20.0
+
+
 def connect(url: str) -> redis.Redis:
     try:
-        return redis.Redis.from_url(url)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT
+        )
     except ValueError as exc:
         raise ConfigError(f"the redis provider's url {url!r} is not a Redis URL: {exc}") from exc
+    return redis.Redis(connection_pool=pool)
 
 
 @contextlib.contextmanager
