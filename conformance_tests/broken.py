@@ -14,6 +14,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
@@ -24,6 +25,7 @@ from switchboard.interfaces import (
     Broker,
     Delivery,
     Expect,
+    InterruptibleQueue,
     Page,
     Queue,
     QueueCapabilities,
@@ -57,6 +59,9 @@ class WrappedQueue:
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
     ) -> list[Delivery]:
         return self.inner.receive(max_messages, wait=wait, lease=lease)
+
+    def interrupt(self) -> None:
+        cast(InterruptibleQueue, self.inner).interrupt()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         self.inner.ack(deliveries)
@@ -156,6 +161,30 @@ class _EmptyBodies(WrappedQueue):
     ) -> list[Delivery]:
         got = super().receive(max_messages, wait=wait, lease=lease)
         return [dataclasses.replace(d, body=b"") for d in got]
+
+
+class InterruptIsNoop(WrappedQueue):
+    """Declares `interruptible`, but a waiting receive waits out its `wait` regardless."""
+
+    def interrupt(self) -> None:
+        pass
+
+
+class InterruptSticks(WrappedQueue):
+    """After one `interrupt`, every later receive returns at once, never waiting."""
+
+    def __init__(self, inner: Queue) -> None:
+        super().__init__(inner)
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        super().interrupt()
+
+    def receive(
+        self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0
+    ) -> list[Delivery]:
+        return super().receive(max_messages, wait=0.0 if self._interrupted else wait, lease=lease)
 
 
 # -- state stores -----------------------------------------------------------------------------
@@ -405,6 +434,8 @@ BROKEN: list[BrokenProvider] = [
         g.CHANNELS_ISOLATED,
         broker=lambda: WrappedBroker(WrappedQueue, rename=str.lower),
     ),
+    BrokenProvider("interrupt_is_noop", g.INTERRUPT_ENDS_WAIT, broker=_queues(InterruptIsNoop)),
+    BrokenProvider("interrupt_sticks", g.INTERRUPT_NOT_STICKY, broker=_queues(InterruptSticks)),
     BrokenProvider("cas_ignores_version", g.PUT_VERSION, state_store=CasIgnoresVersion),
     BrokenProvider("cas_not_atomic", g.PUT_ATOMIC, state_store=CasNotAtomic),
     BrokenProvider("absent_not_enforced", g.PUT_ABSENT, state_store=AbsentNotEnforced),

@@ -30,6 +30,7 @@ from switchboard.interfaces import (
     ClaimingQueue,
     Delivery,
     Expect,
+    InterruptibleQueue,
     Page,
     Queue,
     QueueCapabilities,
@@ -122,6 +123,10 @@ class FaultyQueue:
             lambda: inner.send_claimed(body, lease=lease),
             "send_claimed",
         )
+
+    def interrupt(self) -> None:
+        # Local to this process, nothing to fail: passed through untouched.
+        cast(InterruptibleQueue, self._inner).interrupt()  # called only where interruptible
 
     def receive(
         self, max_messages: int = 1, *, wait: float = 0.0, lease: float = 30.0

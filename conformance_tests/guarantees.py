@@ -256,6 +256,24 @@ CLAIM_UNSUPPORTED = Guarantee(
     "A lease above `capabilities.max_lease` raises `UnsupportedOperation`",
 )
 
+# -- InterruptibleQueue (`capabilities.interruptible`) -----------------------------------------
+
+INTERRUPT_ENDS_WAIT = Guarantee(
+    "InterruptibleQueue",
+    "interrupt",
+    "a `receive` waiting when `interrupt` is called returns well before its `wait` is up",
+)
+INTERRUPT_LOSES_NOTHING = Guarantee(
+    "InterruptibleQueue",
+    "interrupt",
+    "a message sent after the interrupt is delivered to a later `receive` as to any other",
+)
+INTERRUPT_NOT_STICKY = Guarantee(
+    "InterruptibleQueue",
+    "interrupt",
+    "a `receive` that starts after `interrupt` has returned waits as usual",
+)
+
 # -- StateStore -------------------------------------------------------------------------------
 
 GET_MISSING = Guarantee("StateStore", "get", "Returns None for a missing key")

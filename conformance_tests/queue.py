@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from switchboard.errors import LeaseLost, TooLarge, UnsupportedOperation
-from switchboard.interfaces import Broker, ClaimingQueue, Delivery, Queue
+from switchboard.interfaces import Broker, ClaimingQueue, Delivery, InterruptibleQueue, Queue
 from switchboard_conformance import guarantees as g
 from switchboard_conformance.fixtures import (
     Conformance,
@@ -98,6 +98,23 @@ def _quiet(queue: Queue, until: float, *, lease: float) -> tuple[list[Delivery],
 
 def _describe(deliveries: Sequence[Delivery]) -> str:
     return ", ".join(f"{d.id}#{d.attempt} {_short(d.body)}" for d in deliveries) or "nothing"
+
+
+class _Receiving:
+    """One `receive` running on a thread of its own, started at once."""
+
+    def __init__(self, queue: Queue, *, wait: float, lease: float) -> None:
+        self.got: list[Delivery] | None = None
+        self.error: BaseException | None = None
+
+        def receive() -> None:
+            try:
+                self.got = queue.receive(1, wait=wait, lease=lease)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=receive, name="conformance-receive", daemon=True)
+        self.thread.start()
 
 
 class QueueConformance(Conformance):
@@ -667,6 +684,71 @@ class QueueConformance(Conformance):
             lambda: queue.send_claimed(b"x", lease=over),
             f"send_claimed(lease={over}) (max_lease {over - 1})",
         )
+
+    # -- interrupt (only where `capabilities.interruptible` is declared) ----------------------
+
+    def open_interruptible(self, broker: Broker) -> InterruptibleQueue:
+        queue = self.open(broker)
+        if not queue.capabilities.interruptible:
+            pytest.skip("capability not declared: interruptible")
+        assert isinstance(queue, InterruptibleQueue), guarantee(
+            g.INTERRUPT_ENDS_WAIT,
+            f"interruptible is declared, but {type(queue).__name__} has no interrupt",
+        )
+        return queue
+
+    @checks(g.INTERRUPT_ENDS_WAIT, g.INTERRUPT_LOSES_NOTHING)
+    def test_interrupt_ends_a_waiting_receive_and_loses_nothing(self, broker: Broker) -> None:
+        queue = self.open_interruptible(broker)
+        lease = _long_lease(queue)
+        wait = 4 * PATIENCE
+        waiting = _Receiving(queue, wait=wait, lease=lease)
+        # Interrupted until it returns: the first interrupt may come before it waits.
+        deadline = time.monotonic() + PATIENCE
+        while waiting.thread.is_alive() and time.monotonic() < deadline:
+            queue.interrupt()
+            waiting.thread.join(0.1)
+        assert not waiting.thread.is_alive(), guarantee(
+            g.INTERRUPT_ENDS_WAIT,
+            f"receive(wait={wait}) still waiting {PATIENCE}s into repeated interrupt() calls",
+        )
+        assert waiting.error is None, guarantee(
+            g.INTERRUPT_ENDS_WAIT, f"the interrupted receive raised {waiting.error!r}"
+        )
+        assert waiting.got == [], guarantee(
+            g.INTERRUPT_ENDS_WAIT,
+            f"the interrupted receive on an empty channel returned {_describe(waiting.got or [])}",
+        )
+        queue.send([b"after the interrupt"])
+        got = _collect(queue, 1, within=PATIENCE, lease=lease)
+        assert [(d.body, d.attempt) for d in got] == [(b"after the interrupt", 1)], guarantee(
+            g.INTERRUPT_LOSES_NOTHING,
+            f"sent one message after interrupt(), then received {_describe(got)}",
+        )
+        queue.ack(got)
+
+    @checks(g.INTERRUPT_NOT_STICKY)
+    def test_a_receive_after_an_interrupt_waits_as_usual(
+        self, broker: Broker, conformance_timing: ConformanceTiming
+    ) -> None:
+        queue = self.open_interruptible(broker)
+        lease = _long_lease(queue)
+        queue.interrupt()
+        waiting = _Receiving(queue, wait=PATIENCE, lease=lease)
+        # Sent while that receive should still be waiting: it must be the one to get it.
+        time.sleep(conformance_timing.settle)
+        queue.send([b"wait for me"])
+        waiting.thread.join(PATIENCE + conformance_timing.settle)
+        assert waiting.error is None, guarantee(
+            g.INTERRUPT_NOT_STICKY, f"the receive raised {waiting.error!r}"
+        )
+        got = waiting.got or []
+        assert [d.body for d in got] == [b"wait for me"], guarantee(
+            g.INTERRUPT_NOT_STICKY,
+            f"a receive(wait={PATIENCE}) begun after interrupt() returned {_describe(got)}, "
+            f"not the message sent {conformance_timing.settle}s into its wait",
+        )
+        queue.ack(got)
 
     @checks(g.DEAD_LETTER, g.DEAD_LETTERS)
     def test_dead_letter_keeps_body_and_reason(

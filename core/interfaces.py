@@ -48,6 +48,9 @@ class QueueCapabilities:
     #: Whether the queues are `ClaimingQueue`s: `send_claimed` hands a message to its own
     #: sender as it enqueues it.
     claim_on_send: bool = False
+    #: Whether the queues are `InterruptibleQueue`s: `interrupt` ends the receives waiting
+    #: on them in this process, so a stopping worker does not wait out its long poll.
+    interruptible: bool = False
 
 
 @runtime_checkable
@@ -157,6 +160,22 @@ class ClaimingQueue(Queue, Protocol):
         `receive`; a claimed message left unsettled is delivered again after its lease,
         with `attempt` 2. A lease above `capabilities.max_lease` raises
         `UnsupportedOperation`.
+        """
+        ...
+
+
+@runtime_checkable
+class InterruptibleQueue(Queue, Protocol):
+    """A queue whose waiting receives can be ended early (`capabilities.interruptible`).
+    A worker that stops ends its long poll this way instead of waiting it out."""
+
+    def interrupt(self) -> None:
+        """End the receives waiting on this queue object in this process.
+
+        Guarantees: a `receive` waiting when `interrupt` is called returns well before its
+        `wait` is up; a message sent after the interrupt is delivered to a later `receive`
+        as to any other; a `receive` that starts after `interrupt` has returned waits as
+        usual.
         """
         ...
 

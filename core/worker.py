@@ -15,10 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 from switchboard.engine import Settlement
 from switchboard.errors import LeaseLost, MalformedMessage, ProviderError
-from switchboard.interfaces import Delivery, Queue
+from switchboard.interfaces import Delivery, InterruptibleQueue, Queue
 
 log = logging.getLogger("switchboard.worker")
 
@@ -105,18 +106,28 @@ class Consumer:
         return len(self._inflight) + self._reserved
 
     def stop_taking(self) -> None:
-        """Take no more work (the first half of `stop`; lets many consumers stop at once)."""
+        """Take no more work (the first half of `stop`; lets many consumers stop at once).
+        An `InterruptibleQueue`'s waiting receive ends now, not after its long poll."""
         self._stopping.set()
+        with self._room:
+            self._room.notify_all()
+        self._interrupt()
 
     def stop(self, grace: float = 10.0) -> None:
         """Take no more work; wait up to `grace` for held deliveries, release the rest."""
         self.stop_taking()
         deadline = time.monotonic() + grace
-        while self._inflight and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with self._room:  # `_forget` notifies it as deliveries settle
+            while self._inflight and (left := deadline - time.monotonic()) > 0:
+                self._room.wait(left)
         self._settled.put(None)
-        for thread in self._threads:
-            thread.join(max(0.1, deadline - time.monotonic()))
+        receiving, settling = self._threads
+        # Interrupted again until it ends: a receive that began just after an interrupt
+        # waits as usual.
+        while receiving.is_alive() and time.monotonic() < deadline:
+            self._interrupt()
+            receiving.join(0.05)
+        settling.join(max(0.1, deadline - time.monotonic()))
         for delivery, _ in list(self._inflight.values()):
             self._safely(lambda d=delivery: self.source.release(d))  # type: ignore[misc]
         self._inflight.clear()
@@ -140,11 +151,20 @@ class Consumer:
                 log.warning("%s: receive failed (%s); retrying", self._name, exc)
                 time.sleep(1.0)
                 continue
+            if self._stopping.is_set():
+                # Received as the consumer stopped: no handler takes them now.
+                for delivery in deliveries:
+                    self._safely(lambda d=delivery: self.source.release(d))  # type: ignore[misc]
+                return
             now = time.monotonic()
             for delivery in deliveries:
                 with self._room:
                     self._inflight[delivery.id] = (delivery, now)
                 self._dispatch(delivery, self._handler)
+
+    def _interrupt(self) -> None:
+        if self.source.capabilities.interruptible:
+            cast(InterruptibleQueue, self.source).interrupt()
 
     def _dispatch(self, delivery: Delivery, handler: Handler) -> None:
         try:

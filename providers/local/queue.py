@@ -28,6 +28,7 @@ MEMORY_CAPABILITIES = QueueCapabilities(
     max_lease=24 * 3600.0,
     native_dead_letter=True,
     claim_on_send=True,
+    interruptible=True,
 )
 
 
@@ -57,6 +58,8 @@ class MemoryQueue:
         self._tiebreak = itertools.count()
         self._leases = itertools.count(1)
         self._cond = threading.Condition()
+        #: Counts `interrupt` calls: a waiting `receive` ends when it changes.
+        self._interrupts = 0
 
     # -- the Queue protocol ------------------------------------------------------------------
 
@@ -84,15 +87,21 @@ class MemoryQueue:
         check_request(self, count=max_messages, lease=lease)
         deadline = time.monotonic() + wait
         with self._cond:
+            interrupts = self._interrupts
             while True:
                 self._promote_due()
                 if self._ready:
                     return self._take(max_messages, lease)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._interrupts != interrupts:
                     return []
                 next_due = self._timed[0][0] - time.monotonic() if self._timed else remaining
                 self._cond.wait(max(0.0, min(remaining, next_due)))
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._interrupts += 1
+            self._cond.notify_all()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         with self._cond:
@@ -223,6 +232,7 @@ SQLITE_CAPABILITIES = QueueCapabilities(
     max_lease=24 * 3600.0,
     native_dead_letter=True,
     claim_on_send=True,
+    interruptible=True,
 )
 
 
@@ -247,6 +257,8 @@ class SqliteQueue:
         self._signal = database.signal(name)
         # Other processes write the same file: poll for their messages this often.
         self._poll = 0.05
+        #: Counts `interrupt` calls: a waiting `receive` ends when it changes.
+        self._interrupts = 0
 
     def send(self, bodies: Sequence[bytes], *, delay: float = 0.0) -> None:
         check_send(self, bodies, delay)
@@ -286,6 +298,8 @@ class SqliteQueue:
         deadline = time.monotonic() + wait
         signal = self._signal
         changed = signal.changed
+        with changed:
+            interrupts = self._interrupts
         while True:
             with changed:
                 seen = signal.generation
@@ -294,9 +308,18 @@ class SqliteQueue:
             if taken or remaining <= 0:
                 return taken
             with changed:
+                if self._interrupts != interrupts:
+                    return []
                 # A send since `seen` may have come after the look: look again at once.
                 if signal.generation == seen:
                     changed.wait(min(remaining, self._poll))
+
+    def interrupt(self) -> None:
+        # The channel's receivers in this process share its signal: all of them wake, and
+        # those of other queue objects see no interrupt of their own and wait on.
+        with self._signal.changed:
+            self._interrupts += 1
+            self._signal.changed.notify_all()
 
     def _take(self, max_messages: int, lease: float) -> list[Delivery]:
         now = time.time()

@@ -15,7 +15,13 @@ from switchboard_conformance.guarantees import Guarantee, checked_by, checks, gu
 
 SUITES = [QueueConformance, StateStoreConformance]
 #: The Protocols the suites above cover (Executor joins with ExecutorConformance).
-COVERED = [interfaces.Queue, interfaces.ClaimingQueue, interfaces.Broker, interfaces.StateStore]
+COVERED = [
+    interfaces.Queue,
+    interfaces.ClaimingQueue,
+    interfaces.InterruptibleQueue,
+    interfaces.Broker,
+    interfaces.StateStore,
+]
 
 
 def _normal(text: str) -> str:
