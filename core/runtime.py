@@ -14,7 +14,6 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from switchboard import wire
@@ -39,7 +38,7 @@ from switchboard.outbox import Outbox
 from switchboard.plugins import Registry, registry
 from switchboard.retry import retrying
 from switchboard.status import RunStatus
-from switchboard.threads import Threads
+from switchboard.threads import Overlap, Threads
 from switchboard.tokens import Signer, resolve_secret
 from switchboard.worker import Consumer, TaskPool
 
@@ -171,9 +170,10 @@ class Runtime:
         """The in-process worker's queue consumers (none with `workers=0`)."""
         return tuple(self._consumers)
 
-    def in_background(self, work: Callable[[], T]) -> Future[T]:
-        """Run `work` on a helper thread (for a client overlapping its writes)."""
-        return self._threads.submit(work)
+    def in_background(self, work: Callable[[], T]) -> Overlap[T]:
+        """Run `work` on a helper thread, or on the caller's if it asks for the outcome
+        first (for a client overlapping its writes; see `Overlap`)."""
+        return self._threads.overlap(work)
 
     def channel(self, name: str) -> Queue:
         """A channel of this app on the runtime's queue provider. Channel names hold only

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 
-from switchboard.threads import Threads
+from switchboard.threads import Overlap, Threads
 
 
 def until(condition: object, what: str) -> None:
@@ -64,4 +65,49 @@ def test_submitted_work_returns_its_result_or_its_exception_in_a_future() -> Non
     assert threads.submit(lambda: 41 + 1).result(5) == 42
     with pytest.raises(ValueError, match="no"):
         threads.submit(fails).result(5)
+    threads.close()
+
+
+def test_overlapped_work_no_thread_has_begun_runs_on_the_caller_once() -> None:
+    ran_on: list[int] = []
+
+    def work() -> int:
+        ran_on.append(threading.get_ident())
+        return 42
+
+    def fails() -> int:
+        ran_on.append(threading.get_ident())
+        raise ValueError("here")
+
+    # A future no thread takes up: as if every thread were still on its way to it.
+    overlap = Overlap(Future(), work)
+    assert overlap.result() == 42
+    assert overlap.result() == 42 and overlap.exception() is None
+    assert ran_on == [threading.get_ident()], "not run once, on the caller's thread"
+    failing = Overlap(Future(), fails)
+    with pytest.raises(ValueError, match="here"):
+        failing.result()
+    assert isinstance(failing.exception(), ValueError)
+    assert len(ran_on) == 2
+
+
+def test_overlapped_work_a_thread_has_begun_is_waited_for() -> None:
+    threads = Threads("test", idle_seconds=5)
+    started, release = threading.Event(), threading.Event()
+    ran_on: list[int] = []
+
+    def work() -> int:
+        ran_on.append(threading.get_ident())
+        started.set()
+        release.wait(5)
+        raise ValueError("late")
+
+    overlap = threads.overlap(work)
+    assert started.wait(5)
+    threading.Timer(0.05, release.set).start()
+    with pytest.raises(ValueError, match="late"):
+        overlap.result()
+    assert isinstance(overlap.exception(), ValueError)
+    assert ran_on and ran_on != [threading.get_ident()], "the caller ran it"
+    assert len(ran_on) == 1
     threads.close()
