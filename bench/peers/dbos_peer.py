@@ -43,7 +43,7 @@ def fan_out(n: int) -> int:
     return sum(handle.get_result() for handle in handles)
 
 
-def run(workload: str, size: int, workdir: str) -> dict[str, Any]:
+def run(workload: str, size: int, runs: int, workdir: str) -> dict[str, Any]:
     db_path = os.path.join(workdir, "dbos.sqlite")
     config: DBOSConfig = {
         "name": "bench",
@@ -55,17 +55,16 @@ def run(workload: str, size: int, workdir: str) -> dict[str, Any]:
     try:
         if workload == "W3":
             DBOS.register_queue(FANOUT_QUEUE)
-        runs, steps = (200, 10) if workload == "W2" else (1, size)
         started = time.perf_counter()
         if workload == "W3":
             outputs = [DBOS.start_workflow(fan_out, size).get_result()]
             expected = size * (size + 1) // 2
         else:
             handles: list[WorkflowHandle[int]] = [
-                DBOS.start_workflow(chain, steps) for _ in range(runs)
+                DBOS.start_workflow(chain, size) for _ in range(runs)
             ]
             outputs = [handle.get_result() for handle in handles]
-            expected = steps
+            expected = size
         seconds = time.perf_counter() - started
     finally:
         DBOS.destroy()
@@ -73,7 +72,7 @@ def run(workload: str, size: int, workdir: str) -> dict[str, Any]:
         journal = db.execute("PRAGMA journal_mode").fetchone()[0]
     return {
         "seconds": seconds,
-        "steps": runs * steps,
+        "steps": runs * size,
         "ok": True,
         "wrong_outputs": sum(output != expected for output in outputs),
         "settings": f"SQLite system database, journal_mode={journal}"
@@ -85,10 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", required=True, choices=["W1", "W2", "W3", "W4"])
     parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=1, help="concurrent runs (W2)")
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    result = run(args.workload, args.size, args.workdir)
+    result = run(args.workload, args.size, args.runs, args.workdir)
     result["version"] = version("dbos")
     result["python"] = sys.version.split()[0]
     result["sqlite"] = sqlite3.sqlite_version

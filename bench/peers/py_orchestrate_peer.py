@@ -58,8 +58,7 @@ def wait_all(orchestrator: Orchestrator, ids: list[str], deadline: float) -> lis
     return outputs
 
 
-def run(workload: str, size: int, workdir: str, max_workers: int) -> dict[str, Any]:
-    runs, steps = (200, 10) if workload == "W2" else (1, size)
+def run(workload: str, size: int, runs: int, workdir: str, max_workers: int) -> dict[str, Any]:
     db_path = os.path.join(workdir, "py_orchestrate.db")
     quiet = io.StringIO()  # it prints on start and stop; stdout carries our result line
     with contextlib.redirect_stdout(quiet):
@@ -70,7 +69,7 @@ def run(workload: str, size: int, workdir: str, max_workers: int) -> dict[str, A
         time.sleep(STARTUP_SECONDS)
         try:
             started = time.perf_counter()
-            ids = [orchestrator.invoke_workflow("chain", n=steps) for _ in range(runs)]
+            ids = [orchestrator.invoke_workflow("chain", n=size) for _ in range(runs)]
             outputs = wait_all(orchestrator, ids, time.monotonic() + DEADLINE_SECONDS)
             seconds = time.perf_counter() - started
         finally:
@@ -82,9 +81,9 @@ def run(workload: str, size: int, workdir: str, max_workers: int) -> dict[str, A
         journal = db.execute("PRAGMA journal_mode").fetchone()[0]
     return {
         "seconds": seconds,
-        "steps": runs * steps,
+        "steps": runs * size,
         "ok": True,
-        "wrong_outputs": sum(output != steps for output in outputs),
+        "wrong_outputs": sum(output != size for output in outputs),
         "recorded_steps": recorded,
         "settings": f"max_workers={max_workers}, SQLite journal_mode={journal}, "
         f"completion polled every {POLL_SECONDS * 1e3:.0f} ms",
@@ -95,10 +94,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", required=True, choices=["W1", "W2", "W4"])
     parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=1, help="concurrent runs (W2)")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--max-workers", type=int, default=5)
     args = parser.parse_args()
-    result = run(args.workload, args.size, args.workdir, args.max_workers)
+    result = run(args.workload, args.size, args.runs, args.workdir, args.max_workers)
     result["version"] = version("py-orchestrate")
     result["python"] = sys.version.split()[0]
     result["sqlite"] = sqlite3.sqlite_version
