@@ -268,6 +268,30 @@ def machine() -> dict[str, str]:
     }
 
 
+def cpu_check_us(rounds: int = 300) -> float:
+    """Median microseconds of a fixed pure-Python workload (encoding and copying a small
+    history entry). A shared host's CPU speed moves from minute to minute; this says how
+    fast it was while the absolute figures (us per step) were taken."""
+    entry = {
+        "v": 1,
+        "n": 5,
+        "at": 1.0,
+        "consumed": [],
+        "events": [
+            {"e": "step.completed", "seq": 3, "attempt": 1, "result": 4},
+            {"e": "step.scheduled", "seq": 4, "kind": "task", "name": "inc", "input": [4]},
+        ],
+    }
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(6):
+            copy = json.loads(json.dumps(entry))
+            copy["n"] += 1
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e6
+
+
 def bare_commit_cost(workdir: Path, commits: int = 300) -> float:
     """Median microseconds of one small bare SQLite commit (WAL, synchronous=FULL) on a
     fresh file, whose WAL grows with every commit."""
@@ -794,6 +818,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     load_at_start = os.getloadavg()[0]
+    cpu_at_start = cpu_check_us()
     report = Report(
         command=shlex.join(
             [os.path.relpath(sys.executable, REPO), "-m", "bench.run", *(argv or sys.argv[1:])]
@@ -857,6 +882,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
     report.elapsed = time.monotonic() - started
     report.machine["load average at start / end (1 min)"] = (
         f"{load_at_start:.2f} / {os.getloadavg()[0]:.2f}"
+    )
+    report.machine["CPU check at start / end (a fixed pure-Python workload, median of 300)"] = (
+        f"{cpu_at_start:.1f} / {cpu_check_us():.1f} us"
     )
     Path(args.out).write_text(render(report))
     print_summary(report)
