@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from typing import cast
 
 import pytest
 
@@ -25,7 +26,7 @@ from switchboard_conformance.fixtures import (
     chosen_provider,
     unique_name,
 )
-from switchboard_conformance.guarantees import checks, expect_raises, guarantee
+from switchboard_conformance.guarantees import Guarantee, checks, expect_raises, guarantee
 
 #: The largest body the suite sends; a larger declared limit is tested at this size.
 LARGEST_TESTED = 8 * 1024 * 1024
@@ -603,15 +604,24 @@ class QueueConformance(Conformance):
 
     # -- claim on send (only where `capabilities.claim_on_send` is declared) -----------------
 
-    def open_claiming(self, broker: Broker) -> ClaimingQueue:
+    def open_declaring(
+        self, broker: Broker, capability: str, protocol: type, method: str, promise: Guarantee
+    ) -> Queue:
+        """A fresh channel whose queue declares `capability` (else the test is skipped) and
+        so must be a `protocol`, with `method` (else `promise` is broken)."""
         queue = self.open(broker)
-        if not queue.capabilities.claim_on_send:
-            pytest.skip("capability not declared: claim_on_send")
-        assert isinstance(queue, ClaimingQueue), guarantee(
-            g.CLAIM_SETTLES,
-            f"claim_on_send is declared, but {type(queue).__name__} has no send_claimed",
+        if not getattr(queue.capabilities, capability):
+            pytest.skip(f"capability not declared: {capability}")
+        assert isinstance(queue, protocol), guarantee(
+            promise, f"{capability} is declared, but {type(queue).__name__} has no {method}"
         )
         return queue
+
+    def open_claiming(self, broker: Broker) -> ClaimingQueue:
+        queue = self.open_declaring(
+            broker, "claim_on_send", ClaimingQueue, "send_claimed", g.CLAIM_SETTLES
+        )
+        return cast(ClaimingQueue, queue)
 
     @checks(g.CLAIM_EXCLUSIVE, g.CLAIM_REDELIVERY)
     def test_a_claimed_message_is_hidden_for_its_lease_then_delivered_again(
@@ -688,14 +698,10 @@ class QueueConformance(Conformance):
     # -- interrupt (only where `capabilities.interruptible` is declared) ----------------------
 
     def open_interruptible(self, broker: Broker) -> InterruptibleQueue:
-        queue = self.open(broker)
-        if not queue.capabilities.interruptible:
-            pytest.skip("capability not declared: interruptible")
-        assert isinstance(queue, InterruptibleQueue), guarantee(
-            g.INTERRUPT_ENDS_WAIT,
-            f"interruptible is declared, but {type(queue).__name__} has no interrupt",
+        queue = self.open_declaring(
+            broker, "interruptible", InterruptibleQueue, "interrupt", g.INTERRUPT_ENDS_WAIT
         )
-        return queue
+        return cast(InterruptibleQueue, queue)
 
     @checks(g.INTERRUPT_ENDS_WAIT, g.INTERRUPT_LOSES_NOTHING)
     def test_interrupt_ends_a_waiting_receive_and_loses_nothing(self, broker: Broker) -> None:
