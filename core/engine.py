@@ -573,8 +573,8 @@ class RunDriver:
 
     def _advance_until(self, seqs: list[int]) -> None:
         steps = self.view.steps
-        while any(steps[seq].open for seq in seqs):
-            inline = self._inline_candidate(seqs)
+        while waiting := [steps[seq] for seq in seqs if steps[seq].open]:
+            inline = self._inline_candidate(waiting)
             if inline is not None and self._only_decisions():
                 self._commit(meanwhile=True)
             else:
@@ -584,12 +584,12 @@ class RunDriver:
             else:
                 self._take_inbox(block=True)
 
-    def _inline_candidate(self, seqs: list[int]) -> StepState | None:
+    def _inline_candidate(self, waiting: list[StepState]) -> StepState | None:
+        """The one step the workflow waits for, if this thread may run its task now."""
         if not self.engine.inline_tasks:
             return None
         if self._held and time.monotonic() >= self._settle_by:
             return None
-        waiting = [self.view.steps[seq] for seq in seqs if self.view.steps[seq].open]
         if len(waiting) != 1 or waiting[0].seq not in self._to_dispatch:
             return None
         step = waiting[0]
@@ -901,7 +901,7 @@ class RunDriver:
 
     def _invocation(self, step: StepState) -> Invocation:
         task = self.engine.app.tasks.get(step.name)
-        claims = TokenClaims(self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
+        claims = (self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
         signer = self.engine.signer
         step_input = step.input or {}
         return Invocation(
@@ -912,7 +912,8 @@ class RunDriver:
             args=step_input.get("args", []),
             kwargs=step_input.get("kwargs", {}),
             cache=step.cache or {},
-            token=lambda: signer.sign(claims),
+            # Signed when first asked for: most tasks never ask.
+            token=lambda: signer.sign(TokenClaims(*claims)),
             timeout=task.timeout if task is not None else None,
         )
 

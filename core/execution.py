@@ -59,9 +59,10 @@ class Invocation:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one attempt: "ok" with a result, "error", or "pending"."""
+    """What became of one attempt: "ok" with a result, "error", or "pending". Not frozen:
+    one is made per step, and a frozen dataclass costs three times as much to make."""
 
     outcome: str
     result: Any = None

@@ -55,7 +55,10 @@ class MemoryStateStore:
         with self._lock:
             current = self._live(partition, key)
             check_expectation(current.version if current else None, expect, partition, key)
-            keys, entries = self._partitions.setdefault(partition, ([], {}))
+            stored = self._partitions.get(partition)
+            if stored is None:
+                stored = self._partitions[partition] = ([], {})
+            keys, entries = stored
             if key not in entries:
                 bisect.insort(keys, key)
             version = str(next(self._versions))

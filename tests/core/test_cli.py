@@ -113,11 +113,15 @@ def test_worker_status_list_signal_history_on_a_shared_database(tmp_path: Path) 
 
 def test_complete_and_fail_from_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "approvals.py").write_text(
+        "import os\n"
         "import switchboard as sb\n"
         "app = sb.App('approvals')\n"
         "@app.task\n"
         "def ask():\n"
-        "    open('token.txt', 'w').write(sb.current_task().token)\n"
+        "    # Written whole, then renamed: the test reads the token once the file exists.\n"
+        "    with open('token.tmp', 'w') as out:\n"
+        "        out.write(sb.current_task().token)\n"
+        "    os.replace('token.tmp', 'token.txt')\n"
         "    return sb.pending()\n"
         "@app.workflow\n"
         "def run(ctx):\n"
