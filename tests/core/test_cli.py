@@ -150,17 +150,22 @@ def test_complete_and_fail_from_the_command_line(tmp_path: Path) -> None:
         text=True,
     )
     token_file = tmp_path / "token.txt"
-    for finish in (["--result", '{"ok": true}'], ["--error", "vendor said no"]):
-        deadline = time.monotonic() + 30
-        while not token_file.exists():
-            assert time.monotonic() < deadline, "the task never handed out its token"
-            time.sleep(0.05)
-        token = token_file.read_text()
-        token_file.unlink()
-        done = switchboard("complete", *common, token, *finish, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-    again = switchboard("complete", *common, token, "--result", "1", cwd=tmp_path)
-    assert again.returncode == 2 and "already used" in again.stderr
-    out, err = runner.communicate(timeout=60)
-    assert runner.returncode == 0, err
+    try:
+        for finish in (["--result", '{"ok": true}'], ["--error", "vendor said no"]):
+            deadline = time.monotonic() + 30
+            while not token_file.exists():
+                assert time.monotonic() < deadline, "the task never handed out its token"
+                time.sleep(0.05)
+            token = token_file.read_text()
+            token_file.unlink()
+            done = switchboard("complete", *common, token, *finish, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+        again = switchboard("complete", *common, token, "--result", "1", cwd=tmp_path)
+        assert again.returncode == 2 and "already used" in again.stderr
+        out, err = runner.communicate(timeout=60)
+        assert runner.returncode == 0, err
+    finally:
+        if runner.poll() is None:  # a failed assertion must not leave the worker running
+            runner.kill()
+            runner.communicate()
     assert '"vendor said no"' in out and '"ok": true' in out
