@@ -30,7 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import envs
+from bench import envs, instructions
 from bench.workloads import RESULT_PREFIX, Workload, workloads
 
 BENCH = Path(__file__).resolve().parent
@@ -95,6 +95,9 @@ class Report:
     #: run, and in each probe taken beside a W1 repetition.
     start_put_us: float = 0.0
     floors: list[float] = field(default_factory=list)
+    #: valgrind's count of W1 in memory, or why there is none.
+    instructions: instructions.Instructions | None = None
+    instructions_missing: str = ""
 
     @property
     def commit_us(self) -> float:
@@ -654,8 +657,8 @@ def render(report: Report) -> str:
     add("")
     add("| workload | Switchboard | peer | ratio | within a repetition |")
     add("| --- | --- | --- | ---: | ---: |")
-    for name, ours, peer, ratio, spread in ratios(report):
-        within = f"{spread[0]:,.1f}-{spread[1]:,.1f}x" if spread else "-"
+    for name, ours, peer, ratio, paired_range in ratios(report):
+        within = f"{paired_range[0]:,.1f}-{paired_range[1]:,.1f}x" if paired_range else "-"
         add(f"| {name} | {ours} | {peer} | {ratio:,.1f}x | {within} |")
     add("")
     add("## W4: per-step cost by chain length")
@@ -735,6 +738,11 @@ def render(report: Report) -> str:
         add("")
         for line in floor[1:]:
             add(f"- {line}")
+    if report.instructions is not None or report.instructions_missing:
+        add("")
+        add("## Instructions per step (W1, memory)")
+        add("")
+        lines.extend(render_instructions(report))
     for profile in report.profiles:
         add("")
         add(f"## Profile: Switchboard W1, {profile.mode}")
@@ -771,6 +779,18 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
+def render_instructions(report: Report) -> list[str]:
+    found = report.instructions
+    if found is None:
+        return [f"Not counted: {report.instructions_missing}."]
+    return [
+        f"{found.per_step:,.0f} instructions a step, and {found.per_run:,.0f} for a run's "
+        f"start and end: {found.w1_per_step:,.0f} a step of W1. Counted by valgrind "
+        "(`bench/instructions.py` says how), so unlike the times above it does not follow "
+        "the host's speed: it changes with the code, and compares across commits."
+    ]
+
+
 def print_summary(report: Report) -> None:
     print()
     print(f"{'workload':<24} {'system':<22} {'median ms':>10} {'steps/s':>10} {'us/step':>9}")
@@ -790,6 +810,9 @@ def print_summary(report: Report) -> None:
     print()
     for target, measured, verdict in targets(report):
         print(f"  [{verdict}] {target}: {measured}")
+    if report.instructions is not None or report.instructions_missing:
+        print()
+        print("Instructions per step (W1, memory): " + render_instructions(report)[0])
 
 
 def main(argv: Sequence[str] | None = None) -> Report:
@@ -883,6 +906,14 @@ def main(argv: Sequence[str] | None = None) -> Report:
             report.profiles.append(
                 profile_w1(mode, str(workdir), runs=1 if args.smoke else 10, size=size)
             )
+    if "switchboard-memory" in systems:
+        if args.smoke:
+            report.instructions_missing = "not in a smoke run"
+        elif not instructions.available():
+            report.instructions_missing = "valgrind is not installed (Debian package valgrind)"
+        else:
+            print("counting instructions per step (valgrind) ...", flush=True)
+            report.instructions = instructions.measure()
     report.elapsed = time.monotonic() - started
     report.machine["load average at start / end (1 min)"] = (
         f"{load_at_start:.2f} / {os.getloadavg()[0]:.2f}"
