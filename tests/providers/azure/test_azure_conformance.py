@@ -136,6 +136,9 @@ class TestAzureHttpExecutor(AzureComponents, ExecutorConformance):
         return ExecutorChoice(_served_http_executor, AzureConfig(function_key=FUNCTION_KEY))
 
 
+@pytest.mark.timeout(600)
 class TestAzureUnderFaults(AzureComponents, FaultConformance):
-    # The suite's 500 runs (about 50 s on the test broker).
+    # The suite's 500 runs: about 50 s on the test broker alone, and past the suite's 300 s
+    # guard inside the full suite on 2026-12-02's slow host, beside moto's busy core. A hang
+    # still fails, at 600 s.
     pass
