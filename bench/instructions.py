@@ -10,8 +10,9 @@ instructions executed does not move with the host: measured here it repeats with
 Each count is one fresh process under `valgrind --tool=cachegrind --cache-sim=no`:
 chains of `short` and `short + 1000` steps give the cost of a step (their difference over
 1,000); `extra_runs` more short chains give the cost of a run's start and end. Start-up and
-imports cancel out. Each count is taken twice and the lower kept: now and then a helper
-thread's timed wake-up lands inside the measured span and adds a few percent.
+imports cancel out. Each count is taken twice and the lower kept: about one count in ten
+read up to a third higher here (most likely a helper thread's timed wake-up landing in the
+measured span; not proven).
 """
 
 from __future__ import annotations
