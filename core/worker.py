@@ -97,7 +97,7 @@ class Consumer:
             if not stopping:
                 self._inflight[delivery.id] = (delivery, time.monotonic())
         if stopping:
-            self._safely(lambda: self.source.release(delivery))
+            self._release(delivery)
             return
         self._dispatch(delivery, handler or self._handler)
 
@@ -129,7 +129,7 @@ class Consumer:
             receiving.join(0.05)
         settling.join(max(0.1, deadline - time.monotonic()))
         for delivery, _ in list(self._inflight.values()):
-            self._safely(lambda d=delivery: self.source.release(d))  # type: ignore[misc]
+            self._release(delivery)
         self._inflight.clear()
 
     # -- receiving ---------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class Consumer:
             if self._stopping.is_set():
                 # Received as the consumer stopped: no handler takes them now.
                 for delivery in deliveries:
-                    self._safely(lambda d=delivery: self.source.release(d))  # type: ignore[misc]
+                    self._release(delivery)
                 return
             now = time.monotonic()
             for delivery in deliveries:
@@ -246,6 +246,9 @@ class Consumer:
                 )
             except ProviderError as exc:
                 log.warning("%s: could not extend %s: %s", self._name, delivery.id, exc)
+
+    def _release(self, delivery: Delivery) -> None:
+        self._safely(lambda: self.source.release(delivery))
 
     def _safely(self, operation: Callable[[], None]) -> None:
         try:
