@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from switchboard.app import Task
@@ -19,8 +19,16 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_workflow: ContextVar[Context | None] = ContextVar("switchboard_workflow", default=None)
-_task: ContextVar[TaskContext | None] = ContextVar("switchboard_task", default=None)
+
+class RunningTask(Protocol):
+    """A task attempt being run: it makes the `TaskContext` when the task first asks."""
+
+    def task_context(self) -> TaskContext: ...
+
+
+#: What this thread (or asyncio task) runs: a workflow's `Context`, a task, or neither. One
+#: variable, so a task run inline in its workflow's thread costs one `set`, not two.
+_running: ContextVar[Context | RunningTask | None] = ContextVar("switchboard_running", default=None)
 
 
 class Step(Generic[R]):
@@ -134,31 +142,31 @@ def pending() -> Any:
 
 def current_task() -> TaskContext:
     """The running task's context; raises `RuntimeError` outside a task."""
-    ctx = _task.get()
-    if ctx is None:
+    running = _running.get()
+    if running is None or isinstance(running, Context):
         raise RuntimeError("current_task() is only available while a task runs")
-    return ctx
+    return running.task_context()
 
 
 def current_workflow() -> Context | None:
-    """The workflow context of this thread, or None outside a running workflow."""
-    return _workflow.get()
+    """The workflow context of this thread, or None outside a running workflow (in a task
+    too, even one run inline in its workflow's thread)."""
+    running = _running.get()
+    return running if isinstance(running, Context) else None
 
 
 def run_in_workflow(ctx: Context, fn: Callable[[], R]) -> R:
-    token = _workflow.set(ctx)
+    token = _running.set(ctx)
     try:
         return fn()
     finally:
-        _workflow.reset(token)
+        _running.reset(token)
 
 
-def run_in_task(ctx: TaskContext, fn: Callable[[], R]) -> R:
+def run_in_task(task: RunningTask, fn: Callable[[], R]) -> R:
     """Run `fn` as a task: `current_task()` answers and task calls are plain calls."""
-    task_token = _task.set(ctx)
-    workflow_token = _workflow.set(None)
+    token = _running.set(task)
     try:
         return fn()
     finally:
-        _workflow.reset(workflow_token)
-        _task.reset(task_token)
+        _running.reset(token)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard import wire
@@ -23,6 +23,8 @@ from switchboard.errors import (
     UnknownName,
     describe,
 )
+
+_contexts_made = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -37,6 +39,31 @@ class Invocation:
     #: The signed token, or how to sign it on first use (inline runs sign lazily).
     token: str | Callable[[], str]
     timeout: float | None = None
+    #: Made by `task_context`, when the task first asks for it (most tasks never do).
+    context: TaskContext | None = field(default=None, init=False, repr=False, compare=False)
+
+    def task_context(self) -> TaskContext:
+        """The attempt's `TaskContext`, the same one every time it is asked for (under a
+        lock: a task may ask from threads of its own). Its cache is a copy of the run's:
+        what the task changes there is sent back as a delta."""
+        context = self.context
+        if context is None:
+            with _contexts_made:
+                context = self.context
+                if context is None:
+                    cache = self.cache
+                    context = self.context = TaskContext(
+                        run_id=self.run,
+                        task=self.task,
+                        step=self.seq,
+                        attempt=self.attempt,
+                        signed_token=self.token,
+                        idempotency_key=f"{self.run}:{self.seq}",
+                        cache=wire.loads(wire.dumps(cache, what="the run's cache"))
+                        if cache
+                        else {},
+                    )
+        return context
 
     @classmethod
     def from_message(cls, message: wire.Message) -> Invocation:
@@ -131,21 +158,6 @@ def execute(app: App, invocation: Invocation) -> Outcome:
         task = app.get_task(invocation.task)
     except UnknownName as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    # The task gets its own copy of the cache; the snapshot tells what it changed.
-    if invocation.cache:
-        snapshot = wire.dumps(invocation.cache, what="the run's cache")
-        before, copy = wire.loads(snapshot), wire.loads(snapshot)
-    else:
-        before, copy = {}, {}
-    ctx = TaskContext(
-        run_id=invocation.run,
-        task=task.name,
-        step=invocation.seq,
-        attempt=invocation.attempt,
-        signed_token=invocation.token,
-        idempotency_key=f"{invocation.run}:{invocation.seq}",
-        cache=copy,
-    )
     call: Callable[[], Any]
     if task.is_async:
 
@@ -157,12 +169,14 @@ def execute(app: App, invocation: Invocation) -> Outcome:
             return task.fn(*invocation.args, **invocation.kwargs)
 
     try:
-        value = run_in_task(ctx, call)
+        value = run_in_task(invocation, call)
     except NonRetryableError as exc:
         return Outcome("error", error=failure(exc, retryable=False))
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not our crash
         return Outcome("error", error=failure(exc, retryable=True))
-    delta = cache_delta(before, ctx.cache)
+    # The task changed only its own copy of the cache, if it asked for one at all.
+    context = invocation.context
+    delta = None if context is None else cache_delta(invocation.cache, context.cache)
     if isinstance(value, Pending):
         return Outcome("pending", cache=delta)
     try:
