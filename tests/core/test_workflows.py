@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 
 import switchboard as sb
 from switchboard import wire
+from switchboard.context import current_workflow
 from switchboard.errors import SerializationError, UnknownName
 
 Open = Callable[..., sb.Client]
@@ -38,6 +40,67 @@ def test_chain_and_plain_call(run_app: Open) -> None:
     assert status.status == "completed" and status.output == 50
     completed = [e for e in client.history(run_id) if e.type == "step.completed"]
     assert [e.data["seq"] for e in completed] == list(range(50))
+
+
+def test_a_task_sees_one_context_of_its_own_and_calls_tasks_plainly(run_app: Open) -> None:
+    """In a task (run inline in the workflow's thread or not) `current_task()` is the
+    same object on every call and in the task's own threads and coroutines, no workflow
+    is current, and calling another task is a plain call. Cache changes made through it
+    reach the workflow; a task that never asks sends no change."""
+    app = sb.App("contexts")
+
+    @app.task
+    def add(x: int) -> int:
+        return x + 1
+
+    @app.task
+    def inspect(label: str) -> dict[str, Any]:
+        first = sb.current_task()
+        in_thread: list[Any] = []
+        worker = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(lambda: in_thread.append(sb.current_task()),),
+        )
+        worker.start()
+        worker.join()
+        in_coroutine = asyncio.run(_current_task_in_a_coroutine())
+        first.cache[label] = first.cache["count"]
+        return {
+            "same": sb.current_task() is first and in_thread == [first],
+            "same_in_coroutine": in_coroutine is first,
+            "no_workflow": current_workflow() is None,
+            "plain_call": add(1),
+            "step": [first.step, first.attempt, first.idempotency_key.endswith(":0")],
+        }
+
+    @app.task
+    def untouched() -> str:
+        return "ok"
+
+    @app.workflow
+    def run(ctx: sb.Context) -> dict[str, Any]:
+        ctx.cache["count"] = 7
+        inside = inspect("a")
+        untouched()
+        return {"inside": inside, "cache": dict(ctx.cache)}
+
+    client = run_app(app)
+    run_id = client.start("run")
+    output = client.wait(run_id, timeout=30).output
+    assert output["inside"] == {
+        "same": True,
+        "same_in_coroutine": True,
+        "no_workflow": True,
+        "plain_call": 2,
+        "step": [0, 1, True],
+    }
+    assert output["cache"] == {"count": 7, "a": 7}
+    completed = [e for e in client.history(run_id) if e.type == "step.completed"]
+    assert ["cache" in e.data for e in completed] == [True, False]
+
+
+async def _current_task_in_a_coroutine() -> Any:
+    return sb.current_task()
 
 
 def test_parallel_fan_out_and_cache_branch(run_app: Open) -> None:
