@@ -286,12 +286,12 @@ class Engine:
             driver.join(max(0.0, deadline - time.monotonic()))
 
 
-def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: bytes) -> Any:
+def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: str) -> wire.Encoded:
     """A step's input as its history entry records it: JSON's view of it, which for plain
-    scalar arguments is the arguments themselves."""
+    scalar arguments is the arguments themselves, with the text it was encoded to."""
     if all(map(wire.plain, args)) and all(map(wire.plain, kwargs.values())):
-        return {"args": list(args), "kwargs": dict(kwargs)}
-    return wire.loads(encoded)
+        return wire.Encoded({"args": list(args), "kwargs": dict(kwargs)}, encoded)
+    return wire.Encoded(wire.loads(encoded), encoded)
 
 
 class RunDriver:
@@ -438,10 +438,10 @@ class RunDriver:
 
     def schedule_task(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         seq = self._claim_seq()
-        encoded = wire.dumps(
+        encoded = wire.to_json(
             {"args": list(args), "kwargs": kwargs}, what=f"the input of task {name!r}"
         )
-        fingerprint = wire.digest(encoded)
+        fingerprint = wire.digest(encoded.encode())
         step = self.view.steps.get(seq)
         if step is not None:
             self._check(step, TASK, name, fingerprint)
@@ -796,15 +796,10 @@ class RunDriver:
         write had not begun when the next one is committed goes into that one instead:
         a quick task then costs no write of its own."""
         self._written(fold=True)
-        entry = {
-            "v": wire.VERSION,
-            "n": self.view.next_n,
-            "at": time.time(),
-            "consumed": self._pending_consumed,
-            "events": self._pending,
-        }
         try:
-            data = wire.dumps(entry, what="a history entry")
+            data = history.encode_entry(
+                self.view.next_n, time.time(), self._pending_consumed, self._pending
+            )
         except SerializationError as exc:  # pragma: no cover - values were checked on entry
             raise AssertionError(f"unserialisable history entry: {exc}") from exc
         key = history.entry_key(self.view.next_n)

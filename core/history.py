@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard import wire
 from switchboard.interfaces import StateStore
 from switchboard.status import TERMINAL, HistoryEvent, RunStatus, StepInfo
 from switchboard.wire import Blobs
@@ -34,6 +35,39 @@ FAILED = "failed"
 
 def entry_key(n: int) -> str:
     return f"{PREFIX}{n:010d}"
+
+
+def encode_entry(n: int, at: float, consumed: list[str], events: list[dict[str, Any]]) -> bytes:
+    """The JSON of history entry `n`: what `wire.dumps` writes for
+    `{"v", "n", "at", "consumed", "events"}`, byte for byte, made faster for the two
+    events of almost every step (a step completed with a plain result, a task scheduled).
+    `SerializationError` if an event holds something that is not JSON."""
+    ids_json = wire.to_json(consumed, what="consumed message ids") if consumed else "[]"
+    return (
+        f'{{"v":{wire.VERSION},"n":{n},"at":{float.__repr__(at)},"consumed":{ids_json},'
+        f'"events":[{",".join(map(_encode_event, events))}]}}'
+    ).encode()
+
+
+def _encode_event(event: dict[str, Any]) -> str:
+    kind = event["e"]
+    if kind == "step.completed" and len(event) == 4 and "result" in event:
+        result = wire.scalar_json(event["result"])
+        if result is not None:
+            return (
+                f'{{"e":"step.completed","seq":{event["seq"]},'
+                f'"attempt":{event["attempt"]},"result":{result}}}'
+            )
+    elif kind == "step.scheduled" and len(event) == 6 and event["kind"] == TASK:
+        recorded = event["input"]
+        name = wire.scalar_json(event["name"])
+        digest = wire.scalar_json(event["digest"])
+        if type(recorded) is wire.Encoded and name is not None and digest is not None:
+            return (
+                f'{{"e":"step.scheduled","seq":{event["seq"]},"kind":"task","name":{name},'
+                f'"digest":{digest},"input":{recorded.json}}}'
+            )
+    return wire.to_json(event, what="a history event")
 
 
 @dataclass(slots=True)

@@ -94,13 +94,47 @@ _C_ENCODE = (
 
 def dumps(value: Any, *, what: str = "value") -> bytes:
     """Compact JSON bytes; `SerializationError` naming `what` if the value is not JSON."""
+    return to_json(value, what=what).encode()
+
+
+def to_json(value: Any, *, what: str = "value") -> str:
+    """`dumps`, as text."""
     try:
         if _C_ENCODE is None:
-            return _ENCODER.encode(value).encode()
-        return "".join(_C_ENCODE(value, 0)).encode()
+            return _ENCODER.encode(value)
+        return "".join(_C_ENCODE(value, 0))
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it is circular or nested too deeply" if isinstance(exc, RecursionError) else exc
         raise SerializationError(f"{what} is not JSON-serializable: {reason}") from None
+
+
+def scalar_json(value: Any) -> str | None:
+    """What `to_json` writes for a `plain` scalar, made without the encoder (whose set-up
+    costs more than a small value's encoding); None for anything else."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+class Encoded(dict[str, Any]):
+    """A JSON object that keeps the text `to_json` made of it, for a document that holds
+    it to use instead of encoding it again (a step's input, inside its history entry).
+    Otherwise it is the dict it was made from."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, value: Mapping[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.json = text
 
 
 def loads(data: bytes | str) -> Any:

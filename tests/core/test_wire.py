@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import switchboard as sb
-from switchboard import wire
+from switchboard import history, wire
 from switchboard.client import Client
 from switchboard.errors import MalformedMessage, SerializationError
 from switchboard.executors import queue_executor
@@ -189,3 +189,117 @@ def test_dumps_refuses_what_is_not_json_naming_it() -> None:
             SerializationError, match=f"the thing is not JSON-serializable.*{reason}"
         ):
             wire.dumps(value, what="the thing")
+
+
+PLAIN_AND_NOT = [
+    0,
+    -7,
+    10**30,
+    1.5,
+    -0.0,
+    1e300,
+    True,
+    False,
+    None,
+    "",
+    'quote " back \\ é \u2028 \x00 \U0001f600',
+    [1, "x"],
+    {"k": [None]},
+    (1, 2),
+    float("inf"),
+]
+
+
+@pytest.mark.parametrize("value", PLAIN_AND_NOT)
+def test_scalar_json_is_what_dumps_writes_for_a_plain_scalar_and_none_otherwise(
+    value: Any,
+) -> None:
+    if wire.plain(value):
+        assert wire.scalar_json(value) == wire.to_json(value)
+    else:
+        assert wire.scalar_json(value) is None
+
+
+def _entries() -> list[tuple[list[str], list[dict[str, Any]]]]:
+    """History entries shaped as the engine writes them, the fast shapes and others."""
+    cases: list[tuple[list[str], list[dict[str, Any]]]] = []
+    for value in PLAIN_AND_NOT:
+        if isinstance(value, float) and value == float("inf"):
+            continue
+        args_json = wire.to_json({"args": [value], "kwargs": {"k": value}})
+        recorded = wire.Encoded(json.loads(args_json), args_json)
+        scheduled = {
+            "e": "step.scheduled",
+            "seq": 3,
+            "kind": "task",
+            "name": 'naïve "task"',
+            "digest": "0123456789abcdef",
+            "input": recorded,
+        }
+        cases.append(([], [{"e": "step.completed", "seq": 2, "attempt": 1, "result": value}]))
+        cases.append((["01jb0000000000000000000000"], [scheduled]))
+        cases.append(([], [{**scheduled, "input": json.loads(args_json)}]))  # not Encoded
+    cases.append(
+        (
+            ["a", "b"],
+            [
+                {"e": "run.started"},
+                {"e": "step.completed", "seq": 1, "attempt": 2, "result": 1, "cache": {"x": 1}},
+                {
+                    "e": "step.scheduled",
+                    "seq": 4,
+                    "kind": "sleep",
+                    "name": "sleep",
+                    "digest": "ab",
+                    "due": 1.25,
+                },
+                {"e": "run.completed", "output": {"total": [1, 2]}},
+            ],
+        )
+    )
+    return cases
+
+
+@pytest.mark.parametrize(("consumed", "events"), _entries())
+def test_encode_entry_writes_what_dumps_writes_byte_for_byte(
+    consumed: list[str], events: list[dict[str, Any]]
+) -> None:
+    at = 1796238777.8036315
+    entry = {"v": wire.VERSION, "n": 12, "at": at, "consumed": consumed, "events": events}
+    assert history.encode_entry(12, at, consumed, events) == wire.dumps(entry)
+
+
+def test_encode_entry_refuses_an_event_that_is_not_json() -> None:
+    event = {"e": "step.completed", "seq": 1, "attempt": 1, "result": float("nan")}
+    with pytest.raises(SerializationError, match="a history event is not JSON-serializable"):
+        history.encode_entry(0, 1.0, [], [event])
+
+
+def test_every_history_entry_of_a_rich_run_is_what_dumps_writes_of_it() -> None:
+    """The engine's own entries, from a run with the usual and the unusual steps, decode
+    and encode again to the same bytes: the fast encoder wrote them as `dumps` would."""
+    app = sb.App("entries")
+
+    @app.task
+    def double(x: Any) -> Any:
+        sb.current_task().cache["seen"] = True
+        return x if not isinstance(x, int) else x * 2
+
+    @app.workflow
+    def rich(ctx: sb.Context) -> Any:
+        plain = double(21)
+        nested = double({"deep": ["é", 1.5, None]})
+        both = ctx.parallel(ctx.call(double, 1), ctx.call(double, "two"))
+        ctx.sleep(0.01)
+        return [plain, nested, both, ctx.cache.get("seen")]
+
+    store = MemoryStateStore()
+    runtime = Runtime(app, MemoryBroker(), store, queue_executor, None, workers=2)
+    with Client(runtime) as client:
+        run_id = client.start("rich")
+        output = client.wait(run_id, timeout=30).output
+    assert output == [42, {"deep": ["é", 1.5, None]}, [2, "two"], True]
+    records = store.scan(run_id, prefix=history.PREFIX, limit=1000).records
+    assert len(records) > 3
+    for record in records:
+        assert wire.dumps(json.loads(record.value)) == record.value
