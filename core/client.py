@@ -144,7 +144,8 @@ class Client:
                     if entry is None:
                         raise NotFound(f"no run with id {run_id!r}")
                     if entry["status"] in TERMINAL:
-                        status = self.status(run_id)
+                        # A notice set meanwhile saves reading the whole history.
+                        status = notice.final() or self.status(run_id)
                         if status.status in TERMINAL:
                             break
                 look = True

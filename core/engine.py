@@ -383,10 +383,13 @@ class RunDriver:
                 self._flush(settle=False, index=False)
                 self._expire()
                 self._update_index()
-                self._settle_held(ACK)
-                leftover = ACK  # the run is over: later messages for it have nothing to do
+                # Watchers hear of the end as soon as the index shows it, before the acks:
+                # a `client.wait` that found it in the index meanwhile would read the
+                # whole history for the status they are given here.
                 if self.engine.on_finished is not None:
                     self.engine.on_finished(self.view)
+                self._settle_held(ACK)
+                leftover = ACK  # the run is over: later messages for it have nothing to do
         except _Stop:
             pass
         except Exception:  # a provider outage or a bug: retry the messages later

@@ -73,6 +73,10 @@ class Notice(threading.Event):
         self.status = status
         self.set()
 
+    def final(self) -> RunStatus | None:
+        """The run's final status, once `finish` has been called (from another thread)."""
+        return self.status
+
 
 class Runtime:
     """The components of one connection, and the in-process worker when there is one."""
