@@ -290,8 +290,8 @@ def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: str) ->
     """A step's input as its history entry records it: JSON's view of it, which for plain
     scalar arguments is the arguments themselves, with the text it was encoded to."""
     if all(map(wire.plain, args)) and all(map(wire.plain, kwargs.values())):
-        return wire.Encoded({"args": list(args), "kwargs": dict(kwargs)}, encoded)
-    return wire.Encoded(wire.loads(encoded), encoded)
+        return wire.encoded({"args": list(args), "kwargs": kwargs}, encoded)
+    return wire.encoded(wire.loads(encoded), encoded)
 
 
 class RunDriver:
@@ -449,7 +449,8 @@ class RunDriver:
         if step is not None:
             self._check(step, TASK, name, fingerprint)
         else:
-            self.engine.app.get_task(name)
+            if name not in self.engine.app.tasks:
+                self.engine.app.get_task(name)  # raises UnknownName, naming the known ones
             self._add(
                 {
                     "e": "step.scheduled",

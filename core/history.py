@@ -150,11 +150,15 @@ class RunView:
         """Fold one event into the view (the same code for replay and for live events)."""
         kind = event["e"]
         self.updated = at
-        if kind == "run.created":
-            self.app, self.workflow, self.input = event["app"], event["workflow"], event["input"]
-            self.created = at
-        elif kind == "run.started":
-            self.status = "running"
+        # The two events of almost every step first.
+        if kind == "step.completed":
+            step = self.steps[event["seq"]]
+            step.status, step.result = COMPLETED, event.get("result")
+            step.cache_delta = event.get("cache")
+            step.input = step.cache = None  # only an open step is handed out again
+            del self.unfinished[step.seq]
+            if "signal" in event:
+                self.signals = [s for s in self.signals if s["id"] != event["signal"]]
         elif kind == "step.scheduled":
             step_kind = event["kind"]
             self.steps[event["seq"]] = self.unfinished[event["seq"]] = StepState(
@@ -167,18 +171,16 @@ class RunView:
                 due=event.get("due"),
                 timeout=event.get("timeout"),
             )
+        elif kind == "run.created":
+            self.app, self.workflow, self.input = event["app"], event["workflow"], event["input"]
+            self.created = at
+        elif kind == "run.started":
+            self.status = "running"
         elif kind == "step.dispatched":
             step = self.steps[event["seq"]]
             step.attempt, step.status, step.due = event["attempt"], SCHEDULED, None
         elif kind == "step.pending":
             self.steps[event["seq"]].status = PENDING
-        elif kind == "step.completed":
-            step = self.steps[event["seq"]]
-            step.status, step.result = COMPLETED, event.get("result")
-            step.cache_delta = event.get("cache")
-            del self.unfinished[step.seq]
-            if "signal" in event:
-                self.signals = [s for s in self.signals if s["id"] != event["signal"]]
         elif kind == "step.failed":
             step = self.steps[event["seq"]]
             step.error = event["error"]
@@ -186,6 +188,7 @@ class RunView:
                 step.status, step.due = BACKOFF, event["retry_at"]
             else:
                 step.status = FAILED
+                step.input = step.cache = None
                 del self.unfinished[step.seq]
         elif kind == "signal.received":
             self.signals.append(

@@ -128,13 +128,18 @@ def scalar_json(value: Any) -> str | None:
 class Encoded(dict[str, Any]):
     """A JSON object that keeps the text `to_json` made of it, for a document that holds
     it to use instead of encoding it again (a step's input, inside its history entry).
-    Otherwise it is the dict it was made from."""
+    Otherwise it is a dict. Made by `encoded`."""
 
     __slots__ = ("json",)
+    json: str
 
-    def __init__(self, value: Mapping[str, Any], text: str) -> None:
-        super().__init__(value)
-        self.json = text
+
+def encoded(value: Mapping[str, Any], text: str) -> Encoded:
+    """`value` as an `Encoded` whose JSON is `text` (which `to_json(value)` must be).
+    Without an `__init__` of its own, which would cost more than the copy."""
+    result = Encoded(value)
+    result.json = text
+    return result
 
 
 def loads(data: bytes | str) -> Any:

@@ -227,7 +227,7 @@ def _entries() -> list[tuple[list[str], list[dict[str, Any]]]]:
         if isinstance(value, float) and value == float("inf"):
             continue
         args_json = wire.to_json({"args": [value], "kwargs": {"k": value}})
-        recorded = wire.Encoded(json.loads(args_json), args_json)
+        recorded = wire.encoded(json.loads(args_json), args_json)
         scheduled = {
             "e": "step.scheduled",
             "seq": 3,
