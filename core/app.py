@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from switchboard.context import current_workflow
+from switchboard.context import call_task
 from switchboard.errors import ConfigError, UnknownName
 
 if TYPE_CHECKING:
@@ -76,11 +76,7 @@ class Task(Generic[P, R]):
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        ctx = current_workflow()
-        if ctx is None:
-            return self.fn(*args, **kwargs)
-        result: R = ctx.call(self, *args, **kwargs).result()
-        return result
+        return call_task(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"

@@ -148,6 +148,18 @@ def current_task() -> TaskContext:
     return running.task_context()
 
 
+def call_task(task: Task[Any, R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    """What calling a task does: in a workflow, schedule it as the next step and wait for
+    its result (`Context.call(...).result()` without the `Step`); anywhere else, a plain
+    call of its function."""
+    running = _running.get()
+    if isinstance(running, Context):
+        driver = running._driver
+        result: R = driver.result_of(driver.schedule_task(task.name, args, kwargs))
+        return result
+    return task.fn(*args, **kwargs)
+
+
 def current_workflow() -> Context | None:
     """The workflow context of this thread, or None outside a running workflow (in a task
     too, even one run inline in its workflow's thread)."""

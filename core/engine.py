@@ -334,7 +334,7 @@ class RunDriver:
         self._cancelled = False
         self._nondeterminism: NonDeterminismError | None = None
         #: The history entry being written while an inline task runs (see `_commit`).
-        self._writing: tuple[Future[None], list[dict[str, Any]], list[str]] | None = None
+        self._writing: tuple[Future[str], list[dict[str, Any]], list[str]] | None = None
 
     def start(self) -> None:
         self.engine._threads.run(self._run)
@@ -809,8 +809,9 @@ class RunDriver:
         key = history.entry_key(self.view.next_n)
         blobs = self.engine.blobs
 
-        def write() -> None:
-            retrying(lambda: blobs.put_record(self.run_id, key, data, expect=ABSENT))
+        write = functools.partial(
+            retrying, functools.partial(blobs.put_record, self.run_id, key, data, expect=ABSENT)
+        )
 
         if meanwhile:
             future = self.engine._threads.submit(write)
