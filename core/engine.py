@@ -54,7 +54,14 @@ from switchboard.errors import (
     TaskFailed,
     describe,
 )
-from switchboard.execution import Invocation, Outcome, apply_cache_delta, execute, failure
+from switchboard.execution import (
+    Invocation,
+    Outcome,
+    apply_cache_delta,
+    copy_cache,
+    execute,
+    failure,
+)
 from switchboard.history import (
     BACKOFF,
     COMPLETED,
@@ -463,9 +470,9 @@ class RunDriver:
             )
             step = self.view.steps[seq]
             self._to_dispatch.append(seq)
-        assert self.ctx is not None
-        cache = self.ctx.cache
-        step.cache = wire.loads(wire.dumps(cache, what="the run's cache")) if cache else {}
+        if step.open:  # the snapshot it is handed out with; a replayed closed step has none
+            assert self.ctx is not None
+            step.cache = copy_cache(self.ctx.cache)
         return seq
 
     def schedule_sleep(self, seconds: float) -> int:

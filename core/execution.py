@@ -51,7 +51,6 @@ class Invocation:
             with _contexts_made:
                 context = self.context
                 if context is None:
-                    cache = self.cache
                     context = self.context = TaskContext(
                         run_id=self.run,
                         task=self.task,
@@ -59,9 +58,7 @@ class Invocation:
                         attempt=self.attempt,
                         signed_token=self.token,
                         idempotency_key=f"{self.run}:{self.seq}",
-                        cache=wire.loads(wire.dumps(cache, what="the run's cache"))
-                        if cache
-                        else {},
+                        cache=copy_cache(self.cache),
                     )
         return context
 
@@ -127,6 +124,11 @@ def cache_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     if not changed and not removed:
         return None
     return {"set": changed, "del": removed}
+
+
+def copy_cache(cache: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the run's cache that shares nothing with it, for a task to be given."""
+    return wire.loads(wire.dumps(cache, what="the run's cache")) if cache else {}
 
 
 def apply_cache_delta(cache: dict[str, Any], delta: dict[str, Any] | None) -> None:
