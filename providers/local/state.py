@@ -55,16 +55,13 @@ class MemoryStateStore:
         if type(value) is not bytes:
             value = bytes(value)  # a bytearray or memoryview the caller may change later
         with self._lock:
+            current = self._live(partition, key)
+            check_expectation(current.version if current else None, expect, partition, key)
             stored = self._partitions.get(partition)
             if stored is None:
                 stored = self._partitions[partition] = ([], {})
             keys, entries = stored
-            current = entries.get(key)
-            if current is not None and current.expires is not None:
-                current = self._live(partition, key)
-            if expect is not ANY:
-                check_expectation(current.version if current else None, expect, partition, key)
-            if current is None:
+            if key not in entries:
                 bisect.insort(keys, key)
             version = str(next(self._versions))
             expires = time.time() + ttl if ttl is not None else None
