@@ -25,6 +25,11 @@ class RunningTask(Protocol):
 
     def task_context(self) -> TaskContext: ...
 
+    def cache_delta(self) -> dict[str, Any] | None:
+        """The task's changes to its copy of the run's cache; None if it made none (or
+        never asked for its `TaskContext`)."""
+        ...
+
 
 #: What this thread (or asyncio task) runs: a workflow's `Context`, a task, or neither. One
 #: variable, so a task run inline in its workflow's thread costs one `set`, not two.
@@ -175,10 +180,10 @@ def run_in_workflow(ctx: Context, fn: Callable[[], R]) -> R:
         _running.reset(token)
 
 
-def run_in_task(task: RunningTask, fn: Callable[[], R]) -> R:
-    """Run `fn` as a task: `current_task()` answers and task calls are plain calls."""
+def run_in_task(task: RunningTask, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call `fn` as a task: `current_task()` answers and task calls are plain calls."""
     token = _running.set(task)
     try:
-        return fn()
+        return fn(*args, **kwargs)
     finally:
         _running.reset(token)

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from switchboard import history, wire
-from switchboard.app import App
-from switchboard.context import Context, resolve_token, run_in_workflow
+from switchboard.app import App, Task
+from switchboard.context import Context, TaskContext, resolve_token, run_in_workflow
 from switchboard.errors import (
     Conflict,
     EventTimeout,
@@ -58,9 +58,10 @@ from switchboard.execution import (
     Invocation,
     Outcome,
     apply_cache_delta,
+    attempt,
     copy_cache,
-    execute,
     failure,
+    made_once,
 )
 from switchboard.history import (
     BACKOFF,
@@ -293,12 +294,24 @@ class Engine:
             driver.join(max(0.0, deadline - time.monotonic()))
 
 
-def _as_recorded(args: tuple[Any, ...], kwargs: dict[str, Any], encoded: str) -> wire.Encoded:
-    """A step's input as its history entry records it: JSON's view of it, which for plain
-    scalar arguments is the arguments themselves, with the text it was encoded to."""
-    if all(map(wire.plain, args)) and all(map(wire.plain, kwargs.values())):
-        return wire.encoded({"args": list(args), "kwargs": kwargs}, encoded)
-    return wire.encoded(wire.loads(encoded), encoded)
+class _InlineAttempt:
+    """A task attempt run on its driver's thread. The `Invocation` that `current_task()`
+    answers from is made only when the task first asks (most never do), from its step as
+    it is then: open, while the attempt runs."""
+
+    __slots__ = ("_driver", "_step", "invocation")
+
+    def __init__(self, driver: RunDriver, step: StepState) -> None:
+        self._driver = driver
+        self._step = step
+        self.invocation: Invocation | None = None
+
+    def task_context(self) -> TaskContext:
+        made = made_once(self, "invocation", lambda: self._driver._invocation(self._step))
+        return made.task_context()
+
+    def cache_delta(self) -> dict[str, Any] | None:
+        return None if self.invocation is None else self.invocation.cache_delta()
 
 
 class RunDriver:
@@ -315,6 +328,8 @@ class RunDriver:
     ) -> None:
         self.engine = engine
         self.run_id = run_id
+        self._inline_tasks = engine.inline_tasks
+        self._tasks = engine.app.tasks
         #: Entry 0 carried by the start message that woke the driver (see `_create`), and
         #: whether its sender wrote it (the driver then starts from it without a read).
         self._first_entry = first_entry
@@ -448,10 +463,8 @@ class RunDriver:
 
     def schedule_task(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         seq = self._claim_seq()
-        encoded = wire.to_json(
-            {"args": list(args), "kwargs": kwargs}, what=f"the input of task {name!r}"
-        )
-        fingerprint = wire.digest(encoded.encode())
+        recorded = wire.task_input(args, kwargs, name)
+        fingerprint = wire.digest(recorded.json.encode())
         step = self.view.steps.get(seq)
         if step is not None:
             self._check(step, TASK, name, fingerprint)
@@ -465,13 +478,15 @@ class RunDriver:
                     "kind": TASK,
                     "name": name,
                     "digest": fingerprint,
-                    "input": _as_recorded(args, kwargs, encoded),
+                    "input": recorded,
                 }
             )
             step = self.view.steps[seq]
             self._to_dispatch.append(seq)
-        if step.open:  # the snapshot it is handed out with; a replayed closed step has none
-            assert self.ctx is not None
+        assert self.ctx is not None
+        # The snapshot it is handed out with (none for an empty cache, or for a replayed
+        # closed step).
+        if self.ctx.cache and step.open:
             step.cache = copy_cache(self.ctx.cache)
         return seq
 
@@ -537,9 +552,11 @@ class RunDriver:
         self._wait_until(seqs)
 
     def result_of(self, seq: int) -> Any:
-        self._wait_until([seq])
         step = self.view.steps[seq]
-        if seq not in self._taken:
+        if step.open:
+            self._wait_until([seq])
+        # The task's changes to the cache reach it when the workflow first takes its result.
+        if step.cache_delta is not None and seq not in self._taken:
             self._taken.add(seq)
             assert self.ctx is not None
             apply_cache_delta(self.ctx.cache, step.cache_delta)
@@ -585,31 +602,33 @@ class RunDriver:
     def _advance_until(self, seqs: list[int]) -> None:
         steps = self.view.steps
         while waiting := [steps[seq] for seq in seqs if steps[seq].open]:
-            inline = self._inline_candidate(waiting)
-            if inline is not None and self._only_decisions():
+            task = self._inline_candidate(waiting)
+            if task is None:
+                self._flush(settle=True)
+                self._take_inbox(block=True)
+                continue
+            if self._only_decisions():
                 self._commit(meanwhile=True)
             else:
-                self._flush(settle=inline is None, index=inline is None or self._index_overdue())
-            if inline is not None:
-                self._run_inline(inline)
-            else:
-                self._take_inbox(block=True)
+                self._flush(settle=False, index=self._index_overdue())
+            self._run_inline(waiting[0], task)
 
-    def _inline_candidate(self, waiting: list[StepState]) -> StepState | None:
-        """The one step the workflow waits for, if this thread may run its task now."""
-        if not self.engine.inline_tasks:
+    def _inline_candidate(self, waiting: list[StepState]) -> Task[Any, Any] | None:
+        """The task of the one step the workflow waits for, if this thread may run it now
+        (the step is then no longer to be dispatched)."""
+        if len(waiting) != 1 or not self._inline_tasks:
             return None
         if self._held and time.monotonic() >= self._settle_by:
             return None
-        if len(waiting) != 1 or waiting[0].seq not in self._to_dispatch:
-            return None
         step = waiting[0]
-        task = self.engine.app.tasks.get(step.name)
+        if step.seq not in self._to_dispatch:
+            return None
+        task = self._tasks.get(step.name)
         # A timeout needs an interruptible runner: such tasks go through the executor.
         if task is None or task.timeout is not None:
             return None
         self._to_dispatch.remove(step.seq)
-        return step
+        return task
 
     def _only_decisions(self) -> bool:
         """Whether what is uncommitted is only what a replay decides again (the run
@@ -617,16 +636,21 @@ class RunDriver:
         such an entry is written while the task runs (a run's first step): no outcome
         comes before the task, and a crash meanwhile redelivers the held message, whose
         replay decides the same."""
+        pending = self._pending
         return (
-            not self._to_dispatch
+            # The usual case first: the last step's outcome waits to be committed.
+            (not pending or pending[0]["e"] in _DECISIONS)
+            and not self._to_dispatch
             and not self._timers
             and not self._redispatch
-            and all(event["e"] in _DECISIONS for event in self._pending)
+            and all(event["e"] in _DECISIONS for event in pending)
         )
 
-    def _run_inline(self, step: StepState) -> None:
-        invocation = self._invocation(step)
-        self._record_outcome(step, execute(self.engine.app, invocation))
+    def _run_inline(self, step: StepState, task: Task[Any, Any]) -> None:
+        recorded = step.input or {}
+        running = _InlineAttempt(self, step)
+        outcome = attempt(task, recorded.get("args", []), recorded.get("kwargs", {}), running)
+        self._record_outcome(step, outcome)
 
     def _take_inbox(self, *, block: bool) -> None:
         """Apply waiting messages; with `block`, wait for at least one first."""
@@ -746,16 +770,21 @@ class RunDriver:
             )
 
     def _record_outcome(self, step: StepState, outcome: Outcome) -> None:
+        if outcome.outcome == "ok":
+            event = {
+                "e": "step.completed",
+                "seq": step.seq,
+                "attempt": step.attempt,
+                "result": outcome.result,
+            }
+            if outcome.cache:
+                event["cache"] = outcome.cache
+            self._add(event)
+            return
         base = {"seq": step.seq, "attempt": step.attempt}
         if outcome.outcome == "pending":
             if step.status == SCHEDULED:
                 self._add({"e": "step.pending", **base})
-            return
-        if outcome.outcome == "ok":
-            event = {"e": "step.completed", **base, "result": outcome.result}
-            if outcome.cache:
-                event["cache"] = outcome.cache
-            self._add(event)
             return
         error = dict(outcome.error or {})
         task = self.engine.app.tasks.get(step.name)
@@ -806,7 +835,8 @@ class RunDriver:
         another thread while this one goes on (`_written` waits for it). An entry whose
         write had not begun when the next one is committed goes into that one instead:
         a quick task then costs no write of its own."""
-        self._written(fold=True)
+        if self._writing is not None:
+            self._written(fold=True)
         try:
             data = history.encode_entry(
                 self.view.next_n, time.time(), self._pending_consumed, self._pending
@@ -902,9 +932,10 @@ class RunDriver:
                     self._timer("timeout", seq, step.attempt, time.time() + invocation.timeout)
             retrying(lambda: engine.executor.submit(bodies))
             self._to_dispatch = []
-        timers, self._timers = self._timers, []
-        for timer in timers:
-            engine.send_timer(timer, float(timer["due"]) - time.time())
+        if self._timers:
+            timers, self._timers = self._timers, []
+            for timer in timers:
+                engine.send_timer(timer, float(timer["due"]) - time.time())
 
     def _invocation(self, step: StepState) -> Invocation:
         task = self.engine.app.tasks.get(step.name)

@@ -1,8 +1,10 @@
-"""Running one task invocation: the same code in every executor, worker and handler.
+"""Running one task attempt: the same code in every executor, worker and handler.
 
-`execute` calls the task function (sync or `async def`) with its `TaskContext` and turns
-whatever happens into an `Outcome`; `TaskRunner` does the same for a wire message and
-reports the outcome on the invocations queue.
+`attempt` calls the task function (sync or `async def`) with what `current_task()`
+answers from, and turns whatever happens into an `Outcome`. `execute` does that for an
+`Invocation` (an attempt as the executor hands it out), `TaskRunner` for a wire message,
+reporting the outcome on the invocations queue; the engine calls `attempt` for the tasks
+it runs inline.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard import wire
 from switchboard.app import App, Task
-from switchboard.context import Pending, TaskContext, run_in_task
+from switchboard.context import Pending, RunningTask, TaskContext, run_in_task
 from switchboard.errors import (
     MalformedMessage,
     NonRetryableError,
@@ -24,11 +26,29 @@ from switchboard.errors import (
     describe,
 )
 
-_contexts_made = threading.Lock()
+_made = threading.Lock()
+
+T = TypeVar("T")
+
+
+def made_once(owner: Any, slot: str, make: Callable[[], T]) -> T:
+    """`owner.<slot>`, made by `make` the first time it is asked for: under a lock, since a
+    task may ask from threads of its own, and every thread must get the same object."""
+    value: T | None = getattr(owner, slot)
+    if value is None:
+        with _made:
+            value = getattr(owner, slot)
+            if value is None:
+                value = make()
+                setattr(owner, slot, value)
+    return value
 
 
 @dataclass(slots=True)
 class Invocation:
+    """One attempt of a task as the executor hands it out (`task.invoke`), and what
+    `current_task()` answers from while it runs."""
+
     run: str
     seq: int
     attempt: int
@@ -43,24 +63,25 @@ class Invocation:
     context: TaskContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def task_context(self) -> TaskContext:
-        """The attempt's `TaskContext`, the same one every time it is asked for (under a
-        lock: a task may ask from threads of its own). Its cache is a copy of the run's:
-        what the task changes there is sent back as a delta."""
+        """The attempt's `TaskContext`, the same one every time it is asked for. Its cache
+        is a copy of the run's: what the task changes there is sent back as a delta."""
+        return made_once(self, "context", self._make_context)
+
+    def _make_context(self) -> TaskContext:
+        return TaskContext(
+            run_id=self.run,
+            task=self.task,
+            step=self.seq,
+            attempt=self.attempt,
+            signed_token=self.token,
+            idempotency_key=f"{self.run}:{self.seq}",
+            cache=copy_cache(self.cache),
+        )
+
+    def cache_delta(self) -> dict[str, Any] | None:
+        """What the task changed in its copy of the cache (None if it never asked for one)."""
         context = self.context
-        if context is None:
-            with _contexts_made:
-                context = self.context
-                if context is None:
-                    context = self.context = TaskContext(
-                        run_id=self.run,
-                        task=self.task,
-                        step=self.seq,
-                        attempt=self.attempt,
-                        signed_token=self.token,
-                        idempotency_key=f"{self.run}:{self.seq}",
-                        cache=copy_cache(self.cache),
-                    )
-        return context
+        return None if context is None else cache_delta(self.cache, context.cache)
 
     @classmethod
     def from_message(cls, message: wire.Message) -> Invocation:
@@ -155,39 +176,49 @@ def _run_coroutine(
 
 
 def execute(app: App, invocation: Invocation) -> Outcome:
-    """Run one attempt of a task; never raises for anything the task does."""
+    """Run one attempt of a task as the executor hands it out; never raises for anything
+    the task does."""
     try:
         task = app.get_task(invocation.task)
     except UnknownName as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    call: Callable[[], Any]
-    if task.is_async:
+    return attempt(task, invocation.args, invocation.kwargs, invocation, invocation.timeout)
 
-        def call() -> Any:
-            return _run_coroutine(task, invocation.args, invocation.kwargs, invocation.timeout)
-    else:
 
-        def call() -> Any:
-            return task.fn(*invocation.args, **invocation.kwargs)
-
+def attempt(
+    task: Task[Any, Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    running: RunningTask,
+    timeout: float | None = None,
+) -> Outcome:
+    """Call the task function (sync or `async def`) with `running` as what
+    `current_task()` answers from, and turn whatever happens into an `Outcome`."""
     try:
-        value = run_in_task(invocation, call)
+        if task.is_async:
+            value = run_in_task(running, _run_coroutine, task, args, kwargs, timeout)
+        else:
+            value = run_in_task(running, task.fn, *args, **kwargs)
     except NonRetryableError as exc:
         return Outcome("error", error=failure(exc, retryable=False))
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, not our crash
         return Outcome("error", error=failure(exc, retryable=True))
     # The task changed only its own copy of the cache, if it asked for one at all.
-    context = invocation.context
-    delta = None if context is None else cache_delta(invocation.cache, context.cache)
+    delta = running.cache_delta()
     if isinstance(value, Pending):
         return Outcome("pending", cache=delta)
     try:
-        result = wire.normalize(value, what=f"the result of task {task.name!r}")
+        # A plain scalar, the usual result, is as JSON gives it back: `normalize` (whose
+        # keyword arguments cost more than its check) is for the rest.
+        if wire.plain(value):
+            result = value
+        else:
+            result = wire.normalize(value, what="the result of task", name=task.name)
         if delta is not None:
-            wire.dumps(delta, what=f"the cache written by task {task.name!r}")
+            wire.dumps(delta, what="the cache written by task", name=task.name)
     except SerializationError as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    return Outcome("ok", result, cache=delta)
+    return Outcome("ok", result) if delta is None else Outcome("ok", result, cache=delta)
 
 
 class TaskRunner:

@@ -77,8 +77,9 @@ class StepState:
     name: str
     digest: str
     status: str
-    attempt: int = 1
+    #: `{"args": [...], "kwargs": {...}}` for a task; dropped once the step is finished.
     input: Any = None
+    attempt: int = 1
     result: Any = None
     error: dict[str, Any] | None = None
     #: Changes to the run's cache made by the task, applied when the workflow takes the result.
@@ -160,17 +161,23 @@ class RunView:
             if "signal" in event:
                 self.signals = [s for s in self.signals if s["id"] != event["signal"]]
         elif kind == "step.scheduled":
-            step_kind = event["kind"]
-            self.steps[event["seq"]] = self.unfinished[event["seq"]] = StepState(
-                seq=event["seq"],
-                kind=step_kind,
-                name=event["name"],
-                digest=event["digest"],
-                status=SCHEDULED if step_kind == TASK else WAITING,
-                input=event.get("input"),
-                due=event.get("due"),
-                timeout=event.get("timeout"),
-            )
+            seq, step_kind = event["seq"], event["kind"]
+            # Positional: keyword arguments cost more than the rest of the step's making.
+            if step_kind == TASK:
+                step = StepState(
+                    seq, TASK, event["name"], event["digest"], SCHEDULED, event.get("input")
+                )
+            else:
+                step = StepState(
+                    seq,
+                    step_kind,
+                    event["name"],
+                    event["digest"],
+                    WAITING,
+                    due=event.get("due"),
+                    timeout=event.get("timeout"),
+                )
+            self.steps[seq] = self.unfinished[seq] = step
         elif kind == "run.created":
             self.app, self.workflow, self.input = event["app"], event["workflow"], event["input"]
             self.created = at

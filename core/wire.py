@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from switchboard import ids
 from switchboard.errors import Conflict, MalformedMessage, SerializationError
-from switchboard.interfaces import ABSENT, Record, StateStore
+from switchboard.interfaces import ABSENT, ANY, Expect, Record, StateStore
 from switchboard.retry import retrying
 
 VERSION = 1
@@ -92,19 +92,23 @@ _C_ENCODE = (
 )
 
 
-def dumps(value: Any, *, what: str = "value") -> bytes:
-    """Compact JSON bytes; `SerializationError` naming `what` if the value is not JSON."""
-    return to_json(value, what=what).encode()
+def dumps(value: Any, *, what: str = "value", name: str | None = None) -> bytes:
+    """Compact JSON bytes; `SerializationError` naming `what` (and `name`, see `to_json`)
+    if the value is not JSON."""
+    return to_json(value, what, name).encode()
 
 
-def to_json(value: Any, *, what: str = "value") -> str:
-    """`dumps`, as text."""
+def to_json(value: Any, what: str = "value", name: str | None = None) -> str:
+    """`dumps`, as text. A `name` is appended to `what` as its repr ("the input of task
+    'charge'") only if the error is raised, so a hot path formats nothing."""
     try:
         if _C_ENCODE is None:
             return _ENCODER.encode(value)
         return "".join(_C_ENCODE(value, 0))
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it is circular or nested too deeply" if isinstance(exc, RecursionError) else exc
+        if name is not None:
+            what = f"{what} {name!r}"
         raise SerializationError(f"{what} is not JSON-serializable: {reason}") from None
 
 
@@ -142,6 +146,27 @@ def encoded(value: Mapping[str, Any], text: str) -> Encoded:
     return result
 
 
+def task_input(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Encoded:
+    """The input of a call of task `name`, `{"args": [...], "kwargs": {...}}`, as a reader
+    of its JSON sees it, with that JSON. Plain scalar arguments come back as they are; the
+    usual call, positional plain scalars, is written without the encoder (byte for byte
+    what `to_json` writes). `SerializationError` names the task if it is not JSON."""
+    call = {"args": list(args), "kwargs": kwargs}
+    if not kwargs:
+        parts = []
+        for arg in args:
+            part = scalar_json(arg)
+            if part is None:
+                break
+            parts.append(part)
+        else:
+            return encoded(call, f'{{"args":[{",".join(parts)}],"kwargs":{{}}}}')
+    text = to_json(call, "the input of task", name)
+    if all(map(plain, args)) and all(map(plain, kwargs.values())):
+        return encoded(call, text)
+    return encoded(loads(text), text)
+
+
 def loads(data: bytes | str) -> Any:
     """Parse JSON text (bytes are UTF-8, as `dumps` writes them)."""
     return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
@@ -156,13 +181,13 @@ def plain(value: Any) -> bool:
     return kind is float and math.isfinite(value)
 
 
-def normalize(value: Any, *, what: str = "value") -> Any:
+def normalize(value: Any, *, what: str = "value", name: str | None = None) -> Any:
     """`value` as a reader of its JSON will see it (tuples become lists, and so on);
     `SerializationError` naming `what` if it is not JSON. Plain scalars, the usual task
     result, come back as they are without a round trip."""
     if plain(value):
         return value
-    return loads(dumps(value, what=what))
+    return loads(dumps(value, what=what, name=name))
 
 
 def digest(data: bytes) -> str:
@@ -319,11 +344,13 @@ class Blobs:
             raise MalformedMessage(f"claim check {blob}: payload does not match its checksum")
         return data
 
-    def put_record(self, partition: str, key: str, value: bytes, **kwargs: Any) -> str:
+    def put_record(
+        self, partition: str, key: str, value: bytes, *, expect: Expect | str = ANY
+    ) -> str:
         """`StateStore.put`, moving a value above the store's limit behind a claim check."""
         if len(value) > self._store.capabilities.max_value_bytes:
             value = dumps({"v": VERSION, "$claim": self.store(partition, value)})
-        return self._store.put(partition, key, value, **kwargs)
+        return self._store.put(partition, key, value, expect=expect)
 
     def read_record(self, value: bytes) -> Any:
         """The JSON document of a record written by `put_record`."""

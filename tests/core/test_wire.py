@@ -220,6 +220,25 @@ def test_scalar_json_is_what_dumps_writes_for_a_plain_scalar_and_none_otherwise(
         assert wire.scalar_json(value) is None
 
 
+@pytest.mark.parametrize("value", [v for v in PLAIN_AND_NOT if v != float("inf")])
+def test_task_input_is_what_json_gives_back_with_the_text_to_json_writes(value: Any) -> None:
+    for args, kwargs in [((value,), {}), ((1, value, "x"), {}), ((), {}), ((value,), {"k": value})]:
+        recorded = wire.task_input(args, kwargs, "t")
+        expected = wire.to_json({"args": list(args), "kwargs": kwargs})
+        assert recorded.json == expected
+        assert recorded == json.loads(expected)
+        assert type(recorded["args"]) is list
+
+
+def test_task_input_names_the_task_when_it_is_not_json() -> None:
+    with pytest.raises(SerializationError, match="the input of task 'charge' is not JSON"):
+        wire.task_input((object(),), {}, "charge")
+    with pytest.raises(SerializationError, match="the input of task 'charge' is not JSON"):
+        wire.task_input((float("nan"),), {}, "charge")
+    with pytest.raises(SerializationError, match="the result of task 'charge' is not JSON"):
+        wire.normalize({1: object()}, what="the result of task", name="charge")
+
+
 def _entries() -> list[tuple[list[str], list[dict[str, Any]]]]:
     """History entries shaped as the engine writes them, the fast shapes and others."""
     cases: list[tuple[list[str], list[dict[str, Any]]]] = []
