@@ -440,7 +440,7 @@ class RunDriver:
     def _run_workflow(self) -> None:
         workflow = self.engine.app.get_workflow(self.view.workflow)
         ctx = self.ctx = Context(self, self.run_id, workflow.name)
-        args, kwargs = self.view.input.get("args", []), self.view.input.get("kwargs", {})
+        args, kwargs = wire.call_arguments(self.view.input)
         try:
             self._take_inbox(block=False)
             if self.view.status == "pending":
@@ -647,9 +647,8 @@ class RunDriver:
         )
 
     def _run_inline(self, step: StepState, task: Task[Any, Any]) -> None:
-        recorded = step.input or {}
-        running = _InlineAttempt(self, step)
-        outcome = attempt(task, recorded.get("args", []), recorded.get("kwargs", {}), running)
+        args, kwargs = wire.call_arguments(step.input)
+        outcome = attempt(task, args, kwargs, _InlineAttempt(self, step))
         self._record_outcome(step, outcome)
 
     def _take_inbox(self, *, block: bool) -> None:
@@ -835,8 +834,7 @@ class RunDriver:
         another thread while this one goes on (`_written` waits for it). An entry whose
         write had not begun when the next one is committed goes into that one instead:
         a quick task then costs no write of its own."""
-        if self._writing is not None:
-            self._written(fold=True)
+        self._written(fold=True)
         try:
             data = history.encode_entry(
                 self.view.next_n, time.time(), self._pending_consumed, self._pending
@@ -941,14 +939,14 @@ class RunDriver:
         task = self.engine.app.tasks.get(step.name)
         claims = (self.engine.app.name, self.run_id, step.seq, step.attempt, step.name)
         signer = self.engine.signer
-        step_input = step.input or {}
+        args, kwargs = wire.call_arguments(step.input)
         return Invocation(
             run=self.run_id,
             seq=step.seq,
             attempt=step.attempt,
             task=step.name,
-            args=step_input.get("args", []),
-            kwargs=step_input.get("kwargs", {}),
+            args=args,
+            kwargs=kwargs,
             cache=step.cache or {},
             # Signed when first asked for: most tasks never ask.
             token=lambda: signer.sign(TokenClaims(*claims)),

@@ -87,7 +87,7 @@ class Invocation:
     def from_message(cls, message: wire.Message) -> Invocation:
         if message.kind != wire.TASK_INVOKE:
             raise MalformedMessage(f"expected a task.invoke message, got {message.kind}")
-        args, kwargs = message["input"].get("args", []), message["input"].get("kwargs", {})
+        args, kwargs = wire.call_arguments(message["input"])
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise MalformedMessage("task.invoke input must be {'args': [...], 'kwargs': {...}}")
         timeout = message.get("timeout")
@@ -208,17 +208,12 @@ def attempt(
     if isinstance(value, Pending):
         return Outcome("pending", cache=delta)
     try:
-        # A plain scalar, the usual result, is as JSON gives it back: `normalize` (whose
-        # keyword arguments cost more than its check) is for the rest.
-        if wire.plain(value):
-            result = value
-        else:
-            result = wire.normalize(value, what="the result of task", name=task.name)
+        result = wire.normalize(value, "the result of task", task.name)
         if delta is not None:
             wire.dumps(delta, what="the cache written by task", name=task.name)
     except SerializationError as exc:
         return Outcome("error", error=failure(exc, retryable=False))
-    return Outcome("ok", result) if delta is None else Outcome("ok", result, cache=delta)
+    return Outcome("ok", result, None, delta)  # by position: keywords cost more here
 
 
 class TaskRunner:

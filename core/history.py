@@ -162,21 +162,13 @@ class RunView:
                 self.signals = [s for s in self.signals if s["id"] != event["signal"]]
         elif kind == "step.scheduled":
             seq, step_kind = event["seq"], event["kind"]
-            # Positional: keyword arguments cost more than the rest of the step's making.
-            if step_kind == TASK:
-                step = StepState(
-                    seq, TASK, event["name"], event["digest"], SCHEDULED, event.get("input")
-                )
-            else:
-                step = StepState(
-                    seq,
-                    step_kind,
-                    event["name"],
-                    event["digest"],
-                    WAITING,
-                    due=event.get("due"),
-                    timeout=event.get("timeout"),
-                )
+            # By position: keyword arguments cost more than the rest of the step's making.
+            status = SCHEDULED if step_kind == TASK else WAITING
+            step = StepState(
+                seq, step_kind, event["name"], event["digest"], status, event.get("input")
+            )
+            if step_kind != TASK:
+                step.due, step.timeout = event.get("due"), event.get("timeout")
             self.steps[seq] = self.unfinished[seq] = step
         elif kind == "run.created":
             self.app, self.workflow, self.input = event["app"], event["workflow"], event["input"]

@@ -92,7 +92,7 @@ _C_ENCODE = (
 )
 
 
-def dumps(value: Any, *, what: str = "value", name: str | None = None) -> bytes:
+def dumps(value: Any, what: str = "value", name: str | None = None) -> bytes:
     """Compact JSON bytes; `SerializationError` naming `what` (and `name`, see `to_json`)
     if the value is not JSON."""
     return to_json(value, what, name).encode()
@@ -100,7 +100,8 @@ def dumps(value: Any, *, what: str = "value", name: str | None = None) -> bytes:
 
 def to_json(value: Any, what: str = "value", name: str | None = None) -> str:
     """`dumps`, as text. A `name` is appended to `what` as its repr ("the input of task
-    'charge'") only if the error is raised, so a hot path formats nothing."""
+    'charge'") only if the error is raised, so a hot path formats nothing. `what` and
+    `name` may be given by position: on a hot path, keywords cost more than the call."""
     try:
         if _C_ENCODE is None:
             return _ENCODER.encode(value)
@@ -167,6 +168,14 @@ def task_input(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Enco
     return encoded(loads(text), text)
 
 
+def call_arguments(call: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """The `(args, kwargs)` of a recorded call (`task_input`'s shape; `None` or a missing
+    part is an empty one). Their types are the reader's to check: this only unpacks."""
+    if not call:
+        return [], {}
+    return call.get("args", []), call.get("kwargs", {})
+
+
 def loads(data: bytes | str) -> Any:
     """Parse JSON text (bytes are UTF-8, as `dumps` writes them)."""
     return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
@@ -181,13 +190,13 @@ def plain(value: Any) -> bool:
     return kind is float and math.isfinite(value)
 
 
-def normalize(value: Any, *, what: str = "value", name: str | None = None) -> Any:
+def normalize(value: Any, what: str = "value", name: str | None = None) -> Any:
     """`value` as a reader of its JSON will see it (tuples become lists, and so on);
     `SerializationError` naming `what` if it is not JSON. Plain scalars, the usual task
     result, come back as they are without a round trip."""
     if plain(value):
         return value
-    return loads(dumps(value, what=what, name=name))
+    return loads(dumps(value, what, name))
 
 
 def digest(data: bytes) -> str:
