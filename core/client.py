@@ -112,7 +112,7 @@ class Client:
         try:
             retrying(
                 lambda: runtime.blobs.put_record(
-                    run_id, history.entry_key(0), wire.dumps(entry), expect=ABSENT
+                    run_id, history.entry_key(0), history.encode_document(entry), expect=ABSENT
                 )
             )
             return None

@@ -426,7 +426,8 @@ class RunDriver:
     def _create(self) -> None:
         """The start message came before the run's first entry, which the client writes at
         the same time: write the same entry (whichever lands first, the run exists once)."""
-        entry = wire.dumps(self._first_entry, what="a history entry")
+        assert self._first_entry is not None  # only a start that carries it comes here
+        entry = history.encode_document(self._first_entry)
         with contextlib.suppress(Conflict):
             retrying(
                 lambda: self.engine.blobs.put_record(
@@ -553,7 +554,7 @@ class RunDriver:
 
     def result_of(self, seq: int) -> Any:
         step = self.view.steps[seq]
-        if step.open:
+        if seq in self.view.unfinished:  # `step.open`, without the property's call
             self._wait_until([seq])
         # The task's changes to the cache reach it when the workflow first takes its result.
         if step.cache_delta is not None and seq not in self._taken:
@@ -600,8 +601,8 @@ class RunDriver:
             raise _EngineFailed(exc) from exc
 
     def _advance_until(self, seqs: list[int]) -> None:
-        steps = self.view.steps
-        while waiting := [steps[seq] for seq in seqs if steps[seq].open]:
+        steps, unfinished = self.view.steps, self.view.unfinished  # the open steps
+        while waiting := [steps[seq] for seq in seqs if seq in unfinished]:
             task = self._inline_candidate(waiting)
             if task is None:
                 self._flush(settle=True)
@@ -841,19 +842,17 @@ class RunDriver:
             )
         except SerializationError as exc:  # pragma: no cover - values were checked on entry
             raise AssertionError(f"unserialisable history entry: {exc}") from exc
-        key = history.entry_key(self.view.next_n)
-        blobs = self.engine.blobs
+        run_id, key, blobs = self.run_id, history.entry_key(self.view.next_n), self.engine.blobs
 
-        write = functools.partial(
-            retrying, functools.partial(blobs.put_record, self.run_id, key, data, expect=ABSENT)
-        )
+        def put() -> str:
+            return blobs.put_record(run_id, key, data, expect=ABSENT)
 
         if meanwhile:
-            future = self.engine._threads.submit(write)
+            future = self.engine._threads.submit(functools.partial(retrying, put))
             self._writing = (future, self._pending, self._pending_consumed)
         else:
             try:
-                write()
+                retrying(put)
             except Conflict:
                 self._hand_over()
         self.view.next_n += 1

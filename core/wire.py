@@ -57,16 +57,17 @@ OUTCOMES = ("ok", "error", "pending")
 PURPOSES = ("sleep", "retry", "timeout", "event-timeout")
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+# Every two-digit string, indexed by its 10 bits, and where each pair sits in an id: one
+# lookup writes two digits (a third of the cost of a digit at a time).
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+_PAIR_SHIFTS = range(120, -10, -10)
 
 
 def new_id() -> str:
-    """A 26-character id that sorts by creation time (48-bit milliseconds, 80 random bits)."""
+    """A 26-character id that sorts by creation time (48-bit milliseconds, 80 random bits):
+    the 128 bits as 26 base-32 digits, most significant first."""
     value = (int(time.time() * 1000) << 80) | ids.random_bits(80)
-    chars = []
-    for _ in range(26):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -278,14 +279,17 @@ def _check_first_entry(entry: Any, app: str) -> None:
     if (
         not isinstance(first, dict)
         or entry.get("n") != 0
+        or type(entry.get("at")) not in (int, float)
+        or not math.isfinite(entry["at"])
+        or entry.get("consumed") != []
         or first.get("e") != "run.created"
         or first.get("app") != app
         or not isinstance(first.get("workflow"), str)
         or not isinstance(first.get("input"), dict)
     ):
         raise MalformedMessage(
-            "run.start field 'entry' must be the run's first history entry (n 0, one "
-            "run.created event of the message's app)"
+            "run.start field 'entry' must be the run's first history entry (n 0, a finite "
+            "'at', nothing consumed, one run.created event of the message's app)"
         )
 
 

@@ -110,6 +110,26 @@ def test_every_message_of_a_rich_run_matches_the_schema() -> None:
     } <= kinds
 
 
+def _bad_first_entries() -> list[dict[str, Any]]:
+    created = {"e": "run.created", "app": "a", "workflow": "w", "input": {}}
+    good = {"v": 1, "n": 0, "at": 1.5, "consumed": [], "events": [created]}
+    return [
+        {key: value for key, value in good.items() if key != "at"},
+        {**good, "at": "now"},
+        {**good, "consumed": ["m1"]},
+        {**good, "n": 1},
+    ]
+
+
+def test_decoder_refuses_a_first_entry_of_another_app() -> None:
+    """What the schema cannot say: the entry's run is of the message's app."""
+    created = {"e": "run.created", "app": "b", "workflow": "w", "input": {}}
+    entry = {"v": 1, "n": 0, "at": 1.5, "consumed": [], "events": [created]}
+    message = wire.envelope(wire.RUN_START, app="a", run="r", entry=entry)
+    with pytest.raises(MalformedMessage, match="first history entry"):
+        wire.decode(json.dumps(message).encode())
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -140,6 +160,10 @@ def test_every_message_of_a_rich_run_matches_the_schema() -> None:
         },
         {"v": 1, "kind": "run.signal", "id": "x", "app": "a", "run": "r"},
         {"v": 1, "kind": "run.start", "id": "x", "app": "a"},
+        *(
+            {"v": 1, "kind": "run.start", "id": "x", "app": "a", "run": "r", "entry": entry}
+            for entry in _bad_first_entries()
+        ),
     ],
 )
 def test_decoder_and_schema_refuse_the_same_malformed_messages(message: dict[str, Any]) -> None:
@@ -258,6 +282,16 @@ def _entries() -> list[tuple[list[str], list[dict[str, Any]]]]:
         cases.append(([], [{"e": "step.completed", "seq": 2, "attempt": 1, "result": value}]))
         cases.append((["01jb0000000000000000000000"], [scheduled]))
         cases.append(([], [{**scheduled, "input": json.loads(args_json)}]))  # not Encoded
+        # Names and digests written without escaping, and ones that must be escaped.
+        for name, digest in [
+            ("charge", "0a1b"),
+            ("naïve_tâche", "ff"),
+            ("a.b", "0a"),
+            ("charge", 'x"y'),
+            ("charge", "é\\"),
+            ("ok", ""),
+        ]:
+            cases.append(([], [{**scheduled, "name": name, "digest": digest}]))
     cases.append(
         (
             ["a", "b"],
@@ -285,7 +319,25 @@ def test_encode_entry_writes_what_dumps_writes_byte_for_byte(
 ) -> None:
     at = 1796238777.8036315
     entry = {"v": wire.VERSION, "n": 12, "at": at, "consumed": consumed, "events": events}
-    assert history.encode_entry(12, at, consumed, events) == wire.dumps(entry)
+    written = history.encode_entry(12, at, consumed, events)
+    assert b'"at":1796238777.803632,' in written
+    assert written == _dumps_entry(entry)
+
+
+@pytest.mark.parametrize(
+    ("at", "written"),
+    [
+        (1.5, "1.500000"),
+        (0.0, "0.000000"),
+        (1796238777.0000004, "1796238777.000000"),
+        (1796238777.9999996, "1796238778.000000"),
+        (1796238777.123456, "1796238777.123456"),
+    ],
+)
+def test_encode_entry_writes_at_to_the_microsecond(at: float, written: str) -> None:
+    entry = json.loads(history.encode_entry(0, at, [], []))
+    assert f'"at":{written},' in history.encode_entry(0, at, [], []).decode()
+    assert entry["at"] == float(written) and abs(entry["at"] - at) <= 5e-7
 
 
 def test_encode_entry_refuses_an_event_that_is_not_json() -> None:
@@ -321,4 +373,33 @@ def test_every_history_entry_of_a_rich_run_is_what_dumps_writes_of_it() -> None:
     records = store.scan(run_id, prefix=history.PREFIX, limit=1000).records
     assert len(records) > 3
     for record in records:
-        assert wire.dumps(json.loads(record.value)) == record.value
+        entry = json.loads(record.value)
+        assert _dumps_entry(entry) == record.value
+
+
+def _dumps_entry(entry: dict[str, Any]) -> bytes:
+    """What `encode_entry` writes of `entry`: `dumps` of it, but `at` to the microsecond."""
+    at = f'"at":{entry["at"]:.6f},'.encode()
+    return wire.dumps({**entry, "at": 0}).replace(b'"at":0,', at, 1)
+
+
+def test_new_id_is_the_time_and_random_bits_in_26_base32_digits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire.time, "time", lambda: 1_700_000_000.123)
+    monkeypatch.setattr(wire.ids, "random_bits", lambda bits: (1 << bits) - 1)
+    value = (1_700_000_000_123 << 80) | ((1 << 80) - 1)
+    digits = ""
+    for _ in range(26):  # the plain definition, a digit at a time
+        value, index = divmod(value, 32)
+        digits = "0123456789abcdefghjkmnpqrstvwxyz"[index] + digits
+    assert wire.new_id() == digits
+
+
+def test_new_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    for millis in (1, 2, 1_000, 1 << 47):
+        monkeypatch.setattr(wire.time, "time", lambda m=millis: m / 1000)
+        made.append(wire.new_id())
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(i) == 26 for i in made)
