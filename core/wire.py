@@ -280,7 +280,7 @@ def _check_first_entry(entry: Any, app: str) -> None:
         not isinstance(first, dict)
         or entry.get("n") != 0
         or type(entry.get("at")) not in (int, float)
-        or not math.isfinite(entry["at"])
+        or not 0 <= entry["at"] < math.inf
         or entry.get("consumed") != []
         or first.get("e") != "run.created"
         or first.get("app") != app
@@ -288,8 +288,8 @@ def _check_first_entry(entry: Any, app: str) -> None:
         or not isinstance(first.get("input"), dict)
     ):
         raise MalformedMessage(
-            "run.start field 'entry' must be the run's first history entry (n 0, a finite "
-            "'at', nothing consumed, one run.created event of the message's app)"
+            "run.start field 'entry' must be the run's first history entry (n 0, an 'at' of "
+            "finite epoch seconds, nothing consumed, one run.created event of the message's app)"
         )
 
 

@@ -116,6 +116,7 @@ def _bad_first_entries() -> list[dict[str, Any]]:
     return [
         {key: value for key, value in good.items() if key != "at"},
         {**good, "at": "now"},
+        {**good, "at": -1.5},
         {**good, "consumed": ["m1"]},
         {**good, "n": 1},
     ]
