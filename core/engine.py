@@ -595,24 +595,21 @@ class RunDriver:
         """Commit, dispatch, run inline and take messages until the steps are closed.
         Called from workflow code: an error of the engine's own passes through it as
         `_EngineFailed`, never as an exception the workflow could take for its own."""
+        steps, unfinished = self.view.steps, self.view.unfinished  # the open steps
         try:
-            self._advance_until(seqs)
+            while waiting := [steps[seq] for seq in seqs if seq in unfinished]:
+                task = self._inline_candidate(waiting)
+                if task is None:
+                    self._flush(settle=True)
+                    self._take_inbox(block=True)
+                    continue
+                if self._only_decisions():
+                    self._commit(meanwhile=True)
+                else:
+                    self._flush(settle=False, index=self._index_overdue())
+                self._run_inline(waiting[0], task)
         except Exception as exc:  # re-raised to the driver by `_run_workflow`
             raise _EngineFailed(exc) from exc
-
-    def _advance_until(self, seqs: list[int]) -> None:
-        steps, unfinished = self.view.steps, self.view.unfinished  # the open steps
-        while waiting := [steps[seq] for seq in seqs if seq in unfinished]:
-            task = self._inline_candidate(waiting)
-            if task is None:
-                self._flush(settle=True)
-                self._take_inbox(block=True)
-                continue
-            if self._only_decisions():
-                self._commit(meanwhile=True)
-            else:
-                self._flush(settle=False, index=self._index_overdue())
-            self._run_inline(waiting[0], task)
 
     def _inline_candidate(self, waiting: list[StepState]) -> Task[Any, Any] | None:
         """The task of the one step the workflow waits for, if this thread may run it now

@@ -56,8 +56,10 @@ def check_write(capabilities: StateCapabilities, key: str, value: bytes, ttl: fl
             f"value of {len(value)} bytes exceeds the store's limit of "
             f"{capabilities.max_value_bytes} bytes"
         )
-    if len(key.encode()) > capabilities.max_key_bytes:
-        raise TooLarge(f"key of {len(key.encode())} bytes exceeds {capabilities.max_key_bytes}")
+    # A character is at most 4 bytes of UTF-8: only a long key needs encoding to be sure.
+    limit = capabilities.max_key_bytes
+    if len(key) * 4 > limit and len(key.encode()) > limit:
+        raise TooLarge(f"key of {len(key.encode())} bytes exceeds {limit}")
     if ttl is not None and not capabilities.ttl:
         raise UnsupportedOperation("this state store does not support ttl")
 

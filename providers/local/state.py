@@ -7,7 +7,9 @@ import itertools
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from switchboard import ids
 from switchboard.errors import Conflict
@@ -25,6 +27,10 @@ class _Entry:
     value: bytes
     version: str
     expires: float | None
+
+
+# What a partition never written holds: read-only, and made once rather than per lookup.
+_NO_PARTITION: tuple[Sequence[str], Mapping[str, _Entry]] = ((), MappingProxyType({}))
 
 
 class MemoryStateStore:
@@ -80,7 +86,7 @@ class MemoryStateStore:
     ) -> Page:
         check_limit(limit)
         with self._lock:
-            keys, entries = self._partitions.get(partition, ([], {}))
+            keys, entries = self._partitions.get(partition, _NO_PARTITION)
             if cursor is None:
                 index = bisect.bisect_left(keys, prefix)
             else:
@@ -100,7 +106,7 @@ class MemoryStateStore:
         pass
 
     def _live(self, partition: str, key: str) -> _Entry | None:
-        _, entries = self._partitions.get(partition, ([], {}))
+        _, entries = self._partitions.get(partition, _NO_PARTITION)
         entry = entries.get(key)
         if entry is not None and entry.expires is not None and entry.expires <= time.time():
             self._remove(partition, key)

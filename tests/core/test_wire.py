@@ -3,6 +3,7 @@ decoder refuses what the schema refuses."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from typing import Any
@@ -404,3 +405,11 @@ def test_new_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
         made.append(wire.new_id())
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(len(i) == 26 for i in made)
+
+
+def test_digest_is_blake2b_of_eight_bytes_as_histories_record_it() -> None:
+    """Recorded histories hold these digests: another value would fail their replay."""
+    for data in (b"", b'{"args":[1],"kwargs":{}}', "é".encode() * 1000):
+        assert wire.digest(data) == hashlib.blake2b(data, digest_size=8).hexdigest()
+    assert wire.digest(b"a") != wire.digest(b"b")  # the shared state is never updated
+    assert wire.digest(b"a") == wire.digest(b"a")
