@@ -41,9 +41,9 @@ def encode_entry(n: int, at: float, consumed: list[str], events: list[dict[str, 
     """The JSON of history entry `n`: what `wire.dumps` writes for
     `{"v", "n", "at", "consumed", "events"}`, byte for byte but for `at`, made faster for
     the two events of almost every step (a step completed with a plain result, a task
-    scheduled). `at` (epoch seconds, not negative) is written to the microsecond, six decimals, from
-    integers: a float's shortest repr costs more than the rest of the entry.
-    `SerializationError` if an event holds something that is not JSON."""
+    scheduled). `at` (epoch seconds, not negative) is written to the microsecond, with six
+    decimals made from integers: a float's shortest repr costs more than the rest of the
+    entry. `SerializationError` if an event holds something that is not JSON."""
     ids_json = wire.to_json(consumed, what="consumed message ids") if consumed else "[]"
     seconds, micros = divmod(round(at * 1_000_000), 1_000_000)
     return (
